@@ -1,0 +1,56 @@
+# The README's commands. Each creates .venv when missing and installs what it needs.
+#   make lab     open the course in JupyterLab (pass flags with ARGS="--no-browser --port 8899")
+#   make test    every test: lint, types, unit and fidelity tests, strict nbval per backend
+#   make notebooks   re-execute every notebook and store its outputs (after changing one)
+#   make bench   run the benchmarks; each prints ratios against a baseline from the same run
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ARGS ?=
+NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
+.PHONY: lab test lint unit nbval notebooks bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.lab: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[lab]'
+	@touch $@
+
+$(VENV)/.test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[lab,test]'
+	@touch $@ $(VENV)/.lab
+
+lab: $(VENV)/.lab
+	$(BIN)/jupyter lab notebooks $(ARGS)
+
+test: lint unit nbval
+
+lint: $(VENV)/.test
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+
+unit: $(VENV)/.test
+	$(BIN)/python -m pytest tests -p no:cacheprovider $(ARGS)
+
+# Strict nbval over every notebook, once per backend this machine has (`slotlab backends`).
+nbval: $(VENV)/.test
+	@set -e; for backend in $$($(BIN)/slotlab backends); do \
+		echo "== notebooks on the $$backend backend"; \
+		SLOTLAB_BACKEND=$$backend $(BIN)/python -m pytest notebooks $(NBVAL) $(ARGS); \
+	done
+
+# Stored outputs come from the authoritative backend: a real cluster.
+notebooks: $(VENV)/.test
+	SLOTLAB_BACKEND=real $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.record_timing=False --ExecutePreprocessor.timeout=300 \
+		notebooks/*.ipynb
+
+bench: $(VENV)/.test
+	@set -e; for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

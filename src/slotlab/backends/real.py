@@ -1,0 +1,444 @@
+"""The real backend: redis-server processes in cluster mode on free loopback ports.
+
+The authoritative backend: every reply and error comes from the server itself. The cluster is
+formed by hand (the fastest recipe; ``redis-cli --cluster create`` polls once a second):
+each master gets a config epoch and its slot range, every node MEETs every other, and we poll
+until all nodes agree. A small reaper process kills the servers if the owner dies, even by
+SIGKILL, so no redis-server outlives its lab.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from slotlab.backends.base import Backend, NodeAddress, split_slots
+
+MIN_VERSION = (7, 0, 0)
+STARTUP_TIMEOUT = 10.0
+FORM_TIMEOUT = 20.0
+
+_HOW_TO_GET = """\
+Get one in any of these ways:
+  conda install -c conda-forge "redis-server>=7"    (any OS but Windows)
+  sudo apt-get install redis-server                  (Debian 12, Ubuntu 24.04)
+  brew install redis                                 (macOS)
+or point SLOTLAB_REDIS_SERVER at a redis-server binary.
+Without a server, run the course on slotlab's emulated cluster: start_lab(backend="emulated")
+or SLOTLAB_BACKEND=emulated."""
+
+
+class RedisServerNotFound(RuntimeError):
+    """No usable redis-server (7.0 or newer) was found for the real backend."""
+
+
+class LabStartError(RuntimeError):
+    """The cluster could not be started or formed; the message says what the nodes reported."""
+
+
+@dataclass(frozen=True)
+class ServerBinary:
+    """A redis-server executable and the version it reports."""
+
+    path: str
+    version: tuple[int, int, int]
+
+    @property
+    def version_text(self) -> str:
+        """The version as Redis prints it, e.g. ``7.0.15``."""
+        return ".".join(map(str, self.version))
+
+
+def _server_version(path: str) -> tuple[int, int, int] | None:
+    try:
+        out = subprocess.run(
+            [path, "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.search(r"v=(\d+)\.(\d+)\.(\d+)", out)
+    return (int(m[1]), int(m[2]), int(m[3])) if m else None
+
+
+def _candidates() -> list[tuple[str, str]]:
+    """Where to look for redis-server, in order, with a name for each place."""
+    found: list[tuple[str, str]] = []
+    exe = "redis-server.exe" if os.name == "nt" else "redis-server"
+    conda = os.environ.get("CONDA_PREFIX")
+    if conda:
+        found.append((str(Path(conda) / "bin" / exe), "the active conda environment"))
+    found.append((str(Path(sys.prefix) / "bin" / exe), "this Python's environment"))
+    on_path = shutil.which("redis-server")
+    if on_path:
+        found.append((on_path, "PATH"))
+    return found
+
+
+def find_redis_server() -> ServerBinary:
+    """Find redis-server 7.0+: ``$SLOTLAB_REDIS_SERVER``, the conda environment, then PATH."""
+    explicit = os.environ.get("SLOTLAB_REDIS_SERVER")
+    if explicit:
+        version = _server_version(explicit)
+        if version is None:
+            raise RedisServerNotFound(
+                f"SLOTLAB_REDIS_SERVER={explicit!r} is not a redis-server that runs "
+                f"(`{explicit} --version` failed). Fix or unset it.\n{_HOW_TO_GET}"
+            )
+        if version < MIN_VERSION:
+            raise RedisServerNotFound(
+                f"SLOTLAB_REDIS_SERVER points at redis-server {'.'.join(map(str, version))}; "
+                f"slotlab needs 7.0 or newer.\n{_HOW_TO_GET}"
+            )
+        return ServerBinary(explicit, version)
+    too_old: list[str] = []
+    seen: set[str] = set()
+    for path, where in _candidates():
+        if path in seen or not os.access(path, os.X_OK):
+            continue
+        seen.add(path)
+        version = _server_version(path)
+        if version is None:
+            continue
+        if version >= MIN_VERSION:
+            return ServerBinary(path, version)
+        too_old.append(f"{'.'.join(map(str, version))} in {where}")
+    if too_old:
+        raise RedisServerNotFound(
+            "slotlab needs redis-server 7.0 or newer, but found only "
+            + ", ".join(too_old)
+            + ".\n"
+            + _HOW_TO_GET
+        )
+    raise RedisServerNotFound(
+        "No redis-server was found (looked at $SLOTLAB_REDIS_SERVER, the conda environment, "
+        "and PATH).\n" + _HOW_TO_GET
+    )
+
+
+def free_port(taken: set[int]) -> int:
+    """A loopback port that nothing listens on now (the OS picks it) and we have not used."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            # SO_REUSEADDR as the server sets it, so a port in TIME_WAIT counts as free.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in taken and port + 10000 not in taken:
+            taken.add(port)
+            return port
+    raise LabStartError("could not find a free loopback port")
+
+
+_REAPER = Path(__file__).with_name("_reaper.py")
+
+
+class _Reaper:
+    """A tiny watchdog process: if our pipe to it closes without 'done', it kills the servers."""
+
+    def __init__(self, workdir: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", str(_REAPER)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+        )
+        self._send(f"dir {workdir}")
+
+    def _send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write((line + "\n").encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass
+
+    def watch(self, pid: int) -> None:
+        self._send(f"pid {pid}")
+
+    def release(self) -> None:
+        """The owner stopped the servers itself: tell the reaper to leave quietly."""
+        self._send("done")
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@dataclass
+class _Server:
+    port: int
+    cluster_port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+    node_id: str = ""
+
+    def log_tail(self, lines: int = 5) -> str:
+        try:
+            text = self.log.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "(no log)"
+        return "\n".join(text[-lines:])
+
+
+class RealBackend(Backend):
+    """A cluster of redis-server processes that this object starts, owns and stops."""
+
+    name = "real"
+    owns_nodes = True
+
+    def __init__(
+        self, masters: int = 3, replicas: int = 0, server: ServerBinary | None = None
+    ) -> None:
+        if masters < 1:
+            raise ValueError(f"masters must be at least 1, not {masters}")
+        if replicas < 0:
+            raise ValueError(f"replicas (per master) must be 0 or more, not {replicas}")
+        self.server = server or find_redis_server()
+        self.masters = masters
+        self.replicas = replicas
+        self.workdir = tempfile.mkdtemp(prefix="slotlab-")
+        self._servers: list[_Server] = []  # ready nodes, masters first
+        self._spawned: list[_Server] = []  # every process started, for stop()
+        self._stopped = False
+        self._reaper = _Reaper(self.workdir)
+        try:
+            self._start_all()
+            self._form()
+        except BaseException:
+            self.stop()
+            raise
+
+    # ---- starting -------------------------------------------------------------------------
+
+    def _spawn(self, taken: set[int]) -> _Server:
+        port = free_port(taken)
+        cport = free_port(taken)
+        log = Path(self.workdir) / f"redis-{port}.log"
+        args = [
+            self.server.path,
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            "--cluster-enabled", "yes",
+            "--cluster-port", str(cport),
+            "--cluster-config-file", f"nodes-{port}.conf",
+            "--cluster-node-timeout", "2000",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", self.workdir,
+            "--logfile", str(log),
+            "--daemonize", "no",
+            "--loglevel", "notice",
+        ]  # fmt: skip
+        proc = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+        )
+        self._reaper.watch(proc.pid)
+        srv = _Server(port, cport, proc, log)
+        self._spawned.append(srv)
+        return srv
+
+    def _wait_ready(self, srv: _Server, deadline: float) -> str:
+        """Wait until srv answers as OUR process: 'ready', 'port-taken' or 'failed'."""
+        while time.monotonic() < deadline:
+            if srv.proc.poll() is not None:
+                return "port-taken" if "Address already in use" in srv.log_tail(20) else "failed"
+            try:
+                with redis.Redis(
+                    host="127.0.0.1", port=srv.port, socket_timeout=1, socket_connect_timeout=1
+                ) as r:
+                    info = r.info("server")
+                    if int(info["process_id"]) != srv.proc.pid:
+                        # Another program answers on this port, so our server cannot bind it.
+                        return "port-taken"
+                    myid = r.execute_command("CLUSTER", "MYID")
+                    srv.node_id = myid.decode() if isinstance(myid, bytes) else str(myid)
+                    if srv.node_id != self._node_id_from_conf(srv):
+                        return "failed"
+                    return "ready"
+            except (redis.ConnectionError, redis.TimeoutError, OSError):
+                time.sleep(0.005)
+        return "failed"
+
+    def _node_id_from_conf(self, srv: _Server) -> str:
+        conf = Path(self.workdir) / f"nodes-{srv.port}.conf"
+        try:
+            for line in conf.read_text().splitlines():
+                parts = line.split()
+                if len(parts) > 2 and "myself" in parts[2].split(","):
+                    return parts[0]
+        except OSError:
+            pass
+        return ""
+
+    def _start_all(self) -> None:
+        total = self.masters * (1 + self.replicas)
+        taken: set[int] = set()
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        pending = [self._spawn(taken) for _ in range(total)]
+        for _attempt in range(20):
+            lost = 0
+            for srv in pending:
+                state = self._wait_ready(srv, deadline)
+                if state == "ready":
+                    self._servers.append(srv)
+                    continue
+                self._kill(srv)
+                if state == "port-taken":
+                    lost += 1  # another program took the port first: pick new ones
+                    continue
+                raise LabStartError(
+                    f"redis-server on port {srv.port} did not start within "
+                    f"{STARTUP_TIMEOUT:.0f} s. Its log ends:\n{srv.log_tail()}"
+                )
+            if not lost:
+                return  # masters are the first `masters` servers that came up
+            pending = [self._spawn(taken) for _ in range(lost)]
+        raise LabStartError("other programs kept taking the free ports; tried 20 times")
+
+    # ---- forming the cluster --------------------------------------------------------------
+
+    def _client(self, srv: _Server) -> redis.Redis:
+        return redis.Redis(
+            host="127.0.0.1", port=srv.port, decode_responses=True, socket_timeout=5
+        )
+
+    def _form(self) -> None:
+        masters = self._servers[: self.masters]
+        replicas = self._servers[self.masters :]
+        clients = [self._client(s) for s in self._servers]
+        try:
+            for i, (lo, hi) in enumerate(split_slots(self.masters)):
+                c = clients[i]
+                c.execute_command("CLUSTER", "SET-CONFIG-EPOCH", i + 1)
+                c.execute_command("CLUSTER", "ADDSLOTSRANGE", lo, hi)
+            for i, c in enumerate(clients):
+                for j, other in enumerate(self._servers):
+                    if i != j:
+                        c.execute_command(
+                            "CLUSTER", "MEET", "127.0.0.1", other.port, other.cluster_port
+                        )
+            deadline = time.monotonic() + FORM_TIMEOUT
+            for k, rep in enumerate(replicas):
+                master = masters[k % self.masters]
+                c = clients[self.masters + k]
+                while True:
+                    nodes = c.execute_command("CLUSTER", "NODES")
+                    if master.node_id in str(nodes):
+                        try:
+                            c.execute_command("CLUSTER", "REPLICATE", master.node_id)
+                            break
+                        except redis.ResponseError:
+                            pass
+                    if time.monotonic() > deadline:
+                        raise LabStartError(
+                            f"replica on port {rep.port} never learned of its master"
+                        )
+                    time.sleep(0.01)
+            self._wait_agreement(clients, deadline)
+        finally:
+            for c in clients:
+                c.close()
+
+    def _wait_agreement(self, clients: list[redis.Redis], deadline: float) -> None:
+        total = len(self._servers)
+        last_problem = ""
+        while True:
+            problem = ""
+            views: set[str] = set()
+            for srv, c in zip(self._servers, clients, strict=True):
+                info = c.execute_command("CLUSTER", "INFO")
+                text = info if isinstance(info, str) else str(info)
+                if "cluster_state:ok" not in text:
+                    problem = f"node {srv.port} reports cluster_state other than ok"
+                    break
+                nodes = str(c.execute_command("CLUSTER", "NODES")).strip().splitlines()
+                if len(nodes) != total or any(
+                    "handshake" in n or "noaddr" in n or "fail" in n.split()[2] for n in nodes
+                ):
+                    problem = f"node {srv.port} does not yet know all {total} nodes"
+                    break
+                if self.replicas and sum(
+                    "slave" in n.split()[2].split(",") for n in nodes
+                ) != total - self.masters:
+                    problem = f"node {srv.port} does not yet see every replica"
+                    break
+                slots = c.execute_command("CLUSTER", "SLOTS")
+                views.add(repr(sorted(repr(s) for s in slots)))
+            if not problem and len(views) != 1:
+                problem = "nodes disagree on CLUSTER SLOTS"
+            if not problem:
+                return
+            last_problem = problem
+            if time.monotonic() > deadline:
+                raise LabStartError(
+                    f"the cluster did not converge within {FORM_TIMEOUT:.0f} s: {last_problem}"
+                )
+            time.sleep(0.01)
+
+    # ---- the Backend interface ------------------------------------------------------------
+
+    @property
+    def nodes(self) -> list[NodeAddress]:
+        return [
+            NodeAddress("127.0.0.1", s.port, s.node_id, s.proc.pid) for s in self._servers
+        ]
+
+    def alive(self) -> bool:
+        return not self._stopped and all(s.proc.poll() is None for s in self._servers)
+
+    def pids(self) -> list[int]:
+        """The process IDs of the servers this backend started."""
+        return [s.proc.pid for s in self._servers]
+
+    def describe(self) -> str:
+        return (
+            f"real: redis-server {self.server.version_text}, {self.masters} masters, "
+            f"{self.replicas} replica(s) per master, on loopback"
+        )
+
+    @staticmethod
+    def _kill(srv: _Server) -> None:
+        if srv.proc.poll() is None:
+            srv.proc.terminate()
+            try:
+                srv.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                srv.proc.kill()
+                srv.proc.wait(timeout=3)
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        for srv in self._spawned:
+            if srv.proc.poll() is None:
+                srv.proc.terminate()
+        for srv in self._spawned:
+            try:
+                srv.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                srv.proc.kill()
+                srv.proc.wait(timeout=3)
+        self._reaper.release()
+        shutil.rmtree(self.workdir, ignore_errors=True)

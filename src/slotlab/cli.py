@@ -1,0 +1,84 @@
+"""The ``slotlab`` command: which backends this machine has, and where keys live.
+
+    slotlab backends          the backends this machine can run, one a line
+    slotlab doctor            what slotlab found, and how to get what is missing
+    slotlab keyslot KEY...    each key's hash slot, computed the way the server does
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+
+from slotlab.backends.real import RedisServerNotFound, find_redis_server
+from slotlab.slots import hash_tag, key_slot
+
+
+def available_backends() -> list[str]:
+    """The backends that can start here: ``real`` when a redis-server 7.0+ is found, and
+    ``emulated`` when its module is present."""
+    found: list[str] = []
+    try:
+        find_redis_server()
+        found.append("real")
+    except RedisServerNotFound:
+        pass
+    if importlib.util.find_spec("slotlab.backends.emulated") is not None:
+        found.append("emulated")
+    return found
+
+
+def _backends(_: argparse.Namespace) -> int:
+    found = available_backends()
+    if "real" not in found and os.environ.get("SLOTLAB_REQUIRE_REAL", "") not in ("", "0"):
+        try:
+            find_redis_server()
+        except RedisServerNotFound as exc:
+            print(f"slotlab: SLOTLAB_REQUIRE_REAL is set, but {exc}", file=sys.stderr)
+        return 1
+    if not found:
+        print("slotlab: no backend can start on this machine", file=sys.stderr)
+        return 1
+    print("\n".join(found))
+    return 0
+
+
+def _doctor(_: argparse.Namespace) -> int:
+    try:
+        server = find_redis_server()
+        print(f"real backend:     redis-server {server.version_text} at {server.path}")
+    except RedisServerNotFound as exc:
+        print(f"real backend:     not available\n{exc}")
+    emulated = importlib.util.find_spec("slotlab.backends.emulated") is not None
+    print(f"emulated backend: {'available' if emulated else 'not available'}")
+    return 0
+
+
+def _keyslot(args: argparse.Namespace) -> int:
+    for key in args.keys:
+        tag = hash_tag(key)
+        how = f"hash tag {tag.decode(errors='backslashreplace')!r}" if tag else "whole key"
+        print(f"{key_slot(key):5d}  {key}  ({how})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``slotlab`` command line."""
+    parser = argparse.ArgumentParser(prog="slotlab", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("backends", help="list the backends this machine can run").set_defaults(
+        func=_backends
+    )
+    sub.add_parser("doctor", help="say what slotlab found").set_defaults(func=_doctor)
+    ks = sub.add_parser("keyslot", help="print each key's hash slot")
+    ks.add_argument("keys", nargs="+", metavar="KEY")
+    ks.set_defaults(func=_keyslot)
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Figures for the notebooks: how keys spread over slots and nodes.
+
+Each function draws on a matplotlib Axes (a new figure when none is given) and returns it, with
+a title, axis labels and units, so a lesson cell stays one line long.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from slotlab.slots import SLOT_COUNT
+
+
+def _axes(ax: Any | None, size: tuple[float, float] = (9, 3.2)) -> Any:
+    if ax is not None:
+        return ax
+    import matplotlib.pyplot as plt
+
+    _, new_ax = plt.subplots(figsize=size, layout="constrained")
+    return new_ax
+
+
+NODE_COLOURS = ["#2f6fab", "#e07b39", "#3a9a5b", "#8e5aa8", "#c9a227", "#6b6b6b"]
+
+
+def slot_histogram(
+    slots: ArrayLike,
+    *,
+    bins: int = 128,
+    ranges: Sequence[tuple[int, int]] = (),
+    title: str = "Keys per slot",
+    ax: Any | None = None,
+) -> Any:
+    """Keys per group of slots, coloured by the node whose slot range the group falls in."""
+    values = np.asarray(slots)
+    ax = _axes(ax)
+    width = SLOT_COUNT // bins
+    counts = np.bincount(values // width, minlength=bins)
+    starts = np.arange(bins) * width
+    owner = np.full(bins, -1)
+    for i, (lo, hi) in enumerate(ranges):
+        owner[(starts >= lo) & (starts <= hi)] = i
+    for i in sorted(set(owner.tolist())):
+        pick = owner == i
+        label = f"node {i}" if i >= 0 else "keys"
+        colour = NODE_COLOURS[i % len(NODE_COLOURS)] if i >= 0 else NODE_COLOURS[0]
+        ax.bar(starts[pick], counts[pick], width=width * 0.9, align="edge", color=colour,
+               label=label)  # fmt: skip
+    mean = len(values) / bins
+    ax.axhline(mean, color="black", linewidth=0.8, linestyle="--", label="even spread")
+    ax.set_xlim(0, SLOT_COUNT)
+    ax.set_ylim(0, max(counts.max(initial=0), mean) * 1.35 + 1)
+    ax.set_xlabel(f"slot (bars of {width} slots)")
+    ax.set_ylabel(f"keys per {width} slots")
+    ax.set_title(title)
+    ax.legend(loc="upper right", fontsize="small", ncols=len(ranges) + 1)
+    return ax
+
+
+def slot_load_histogram(
+    slots: ArrayLike, *, title: str = "How many keys a slot holds", ax: Any | None = None
+) -> Any:
+    """A histogram of slot loads: how many slots hold 0 keys, 1 key, 2 keys, ..."""
+    per_slot = np.bincount(np.asarray(slots), minlength=SLOT_COUNT)
+    ax = _axes(ax, (6, 3.2))
+    loads = np.bincount(per_slot)
+    ax.bar(np.arange(len(loads)), loads, color=NODE_COLOURS[0])
+    ax.axvline(per_slot.mean(), color="black", linewidth=0.8, linestyle="--",
+               label=f"mean {per_slot.mean():.1f} keys")  # fmt: skip
+    ax.set_xlabel("keys in the slot")
+    ax.set_ylabel("number of slots")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    return ax
+
+
+def keys_per_node(
+    series: Mapping[str, Sequence[float]],
+    *,
+    title: str = "Keys per node",
+    ylabel: str = "keys",
+    ax: Any | None = None,
+) -> Any:
+    """Grouped bars, one group per node: each series (name -> one value per node) is a colour."""
+    ax = _axes(ax, (6, 3.2))
+    nodes = max(len(v) for v in series.values())
+    width = 0.8 / len(series)
+    x = np.arange(nodes)
+    for i, (name, values) in enumerate(series.items()):
+        bars = ax.bar(x + i * width, [float(v) for v in values], width=width, label=name)
+        ax.bar_label(bars, fmt="{:,.0f}", fontsize="small")
+    ax.set_xticks(x + width * (len(series) - 1) / 2, [f"node {i}" for i in range(nodes)])
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize="small", loc="lower right")
+    ax.margins(y=0.15)
+    return ax
