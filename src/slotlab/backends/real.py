@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from slotlab.backends.base import Backend, NodeAddress, split_slots
 
@@ -262,10 +264,15 @@ class RealBackend(Backend):
         """Wait until srv answers as OUR process: 'ready', 'port-taken' or 'failed'."""
         while time.monotonic() < deadline:
             if srv.proc.poll() is not None:
-                return "port-taken" if "Address already in use" in srv.log_tail(20) else "failed"
+                break
             try:
+                # No retries, short timeouts: a port held by a silent program must not stall us.
                 with redis.Redis(
-                    host="127.0.0.1", port=srv.port, socket_timeout=1, socket_connect_timeout=1
+                    host="127.0.0.1",
+                    port=srv.port,
+                    socket_timeout=0.5,
+                    socket_connect_timeout=0.5,
+                    retry=Retry(NoBackoff(), 0),
                 ) as r:
                     info = r.info("server")
                     if int(info["process_id"]) != srv.proc.pid:
@@ -278,6 +285,8 @@ class RealBackend(Backend):
                     return "ready"
             except (redis.ConnectionError, redis.TimeoutError, OSError):
                 time.sleep(0.005)
+        if srv.proc.poll() is not None and "Address already in use" in srv.log_tail(20):
+            return "port-taken"
         return "failed"
 
     def _node_id_from_conf(self, srv: _Server) -> str:
