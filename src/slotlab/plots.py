@@ -86,16 +86,16 @@ def keys_per_node(
     ax: Any | None = None,
 ) -> Any:
     """Grouped bars, one group per node: each series (name -> one value per node) is a colour."""
-    ax = _axes(ax, (6, 3.2))
+    ax = _axes(ax, (8, 3.4))
     nodes = max(len(v) for v in series.values())
     width = 0.8 / len(series)
     x = np.arange(nodes)
     for i, (name, values) in enumerate(series.items()):
         bars = ax.bar(x + i * width, [float(v) for v in values], width=width, label=name)
-        ax.bar_label(bars, fmt="{:,.0f}", fontsize="small")
+        ax.bar_label(bars, fmt="{:,.0f}", fontsize="x-small")
     ax.set_xticks(x + width * (len(series) - 1) / 2, [f"node {i}" for i in range(nodes)])
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize="small", loc="lower right")
-    ax.margins(y=0.15)
+    ax.legend(fontsize="small", loc="upper left")
+    ax.margins(y=0.25)
     return ax
