@@ -277,8 +277,8 @@ def start_lab(masters: int = 3, replicas: int = 0, backend: str | None = None) -
 
     ``backend`` is ``"real"`` (redis-server processes), ``"emulated"`` (fakeredis stores behind
     loopback listeners, no server needed), or ``"auto"`` (the default, also read from
-    ``$SLOTLAB_BACKEND``): real when a redis-server 7.0+ is found, else emulated; auto prints one
-    line saying which.
+    ``$SLOTLAB_BACKEND``): real when a redis-server 7.0+ is found, else emulated. It prints one
+    line saying which backend started.
     """
     choice = (backend or os.environ.get("SLOTLAB_BACKEND") or "auto").strip().lower()
     if choice not in BACKENDS:
@@ -296,13 +296,20 @@ def start_lab(masters: int = 3, replicas: int = 0, backend: str | None = None) -
         try:
             server = find_redis_server()
         except RedisServerNotFound:
-            print("slotlab: no redis-server 7.0+ found; using the emulated cluster (fakeredis)")
             choice = "emulated"
+            note = " (no redis-server 7.0+ was found)"
         else:
-            print("slotlab: redis-server found; using a real cluster")
-            return Lab(RealBackend(masters=masters, replicas=replicas, server=server))
+            choice, note = "real", ""
+    else:
+        server, note = None, ""
+    lab: Lab
     if choice == "emulated":
         from slotlab.backends.emulated import EmulatedBackend
 
-        return Lab(EmulatedBackend(masters=masters, replicas=replicas))
-    return Lab(RealBackend(masters=masters, replicas=replicas))
+        lab = Lab(EmulatedBackend(masters=masters, replicas=replicas))
+    else:
+        lab = Lab(RealBackend(masters=masters, replicas=replicas, server=server))
+    # One line, so a learner always knows which backend answers (the sanitizer folds it, so
+    # stored outputs are the same on every backend).
+    print(f"slotlab: {lab.backend.describe()}{note}")
+    return lab
