@@ -202,9 +202,10 @@ def _run_child(mode: str) -> tuple[subprocess.Popen[str], dict[str, object]]:
         [sys.executable, "-c", _CHILD, mode], stdout=subprocess.PIPE, text=True
     )
     assert child.stdout is not None
-    line = child.stdout.readline()
-    assert line, "the child python did not start a lab"
-    return child, json.loads(line)
+    for line in child.stdout:
+        if line.startswith("{"):
+            return child, json.loads(line)
+    raise AssertionError("the child python did not start a lab")
 
 
 def test_no_server_outlives_a_sigkilled_owner(real_server: real.ServerBinary) -> None:
