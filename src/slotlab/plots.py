@@ -99,3 +99,34 @@ def keys_per_node(
     ax.legend(fontsize="small", loc="upper left")
     ax.margins(y=0.25)
     return ax
+
+
+def keys_on_slots(
+    keys: Sequence[str],
+    slots: Sequence[int],
+    *,
+    ranges: Sequence[tuple[int, int]] = (),
+    title: str = "Where the keys live",
+    ax: Any | None = None,
+) -> Any:
+    """One row per key: a dot at its slot, over bands that show which node serves which slots."""
+    ax = _axes(ax, (9, 0.32 * len(keys) + 1.4))
+    for i, (lo, hi) in enumerate(ranges):
+        ax.axvspan(lo, hi + 1, color=NODE_COLOURS[i % len(NODE_COLOURS)], alpha=0.15,
+                   label=f"node {i}")  # fmt: skip
+    rows = np.arange(len(keys))[::-1]
+    ax.scatter(list(slots), rows, color="black", zorder=3, s=18)
+    for row, key, slot in zip(rows, keys, slots, strict=True):
+        left = slot > SLOT_COUNT * 0.7
+        ax.annotate(f"{key} ({slot})", (slot, row), xytext=(-6 if left else 6, 0),
+                    textcoords="offset points", va="center", ha="right" if left else "left",
+                    fontsize="small")  # fmt: skip
+    ax.set_xlim(0, SLOT_COUNT)
+    ax.set_ylim(-0.8, len(keys) - 0.2)
+    ax.set_yticks([])
+    ax.set_xlabel("slot")
+    ax.set_title(title)
+    if ranges:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=len(ranges),
+                  fontsize="small", frameon=False)  # fmt: skip
+    return ax

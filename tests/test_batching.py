@@ -1,0 +1,510 @@
+"""slotlab.batching: five batch-delete strategies with one signature, and two key layouts.
+
+Every strategy runs in every setting (cluster client, Alibaba-style proxy with and without its
+script check, a plain client to one node, one plain non-cluster server) on the real and the
+emulated backend. Each either tags EVERY key or fails with the error the setting gives
+(FACTS.md sections 2 and 3); the table below is the module docstring's table, checked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import math
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from redis.exceptions import (
+    ClusterCrossSlotError,
+    MovedError,
+    RedisClusterException,
+    ResponseError,
+)
+
+from slotlab import batching, openim
+from slotlab.lab import Lab, start_lab
+from slotlab.slots import key_slot, key_slots
+from tests.conftest import real_server_or_skip
+
+KEYS = openim.create_group_keys("g1", "u1", ["u2"])  # the 14 keys of FACTS.md section 4
+BIG = openim.create_group_keys("g1", "u0", [f"u{i}" for i in range(1, 500)])  # 1508 keys
+
+CROSSSLOT = (ClusterCrossSlotError, "Keys in request don't hash to the same slot")
+REFUSED = (RedisClusterException, "EVAL - all keys must map to the same key slot")
+PROXY_SLOT = (ResponseError, "'EVAL' command keys must in same slot")
+PROXY_SCRIPT = (
+    ResponseError,
+    "bad lua script for redis cluster, all the keys that the script uses should be passed "
+    "using the KEYS array, and KEYS should not be in expression",
+)
+MOVED = (MovedError, "")
+OK = None
+
+# setting -> strategy -> None (tags every key) or (error class, text the message contains)
+EXPECTED: dict[str, dict[str, tuple[type[Exception], str] | None]] = {
+    "cluster": {
+        "per_key": OK,
+        "one_eval": REFUSED,
+        "by_server_slot": OK,
+        "by_client_slot": OK,
+        "proxy_safe": OK,
+    },
+    "alibaba": {
+        "per_key": OK,
+        "one_eval": PROXY_SLOT,
+        "by_server_slot": PROXY_SLOT,
+        "by_client_slot": PROXY_SCRIPT,
+        "proxy_safe": OK,
+    },
+    "alibaba_no_script_check": {
+        "per_key": OK,
+        "one_eval": PROXY_SLOT,
+        "by_server_slot": PROXY_SLOT,
+        "by_client_slot": OK,
+        "proxy_safe": OK,
+    },
+    "node": {
+        "per_key": MOVED,
+        "one_eval": CROSSSLOT,
+        "by_server_slot": CROSSSLOT,
+        "by_client_slot": MOVED,
+        "proxy_safe": MOVED,
+    },
+    "plain_server": {name: OK for name in batching.STRATEGIES},
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Labs and clients (the same fixtures as tests/test_openim.py)
+# --------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def standalone_server(path: str, workdir: Path) -> Iterator[redis.Redis]:
+    """One plain (non-cluster) redis-server on a unix socket: no TCP port to pick or clash."""
+    sock = workdir / "redis.sock"
+    args = [
+        path, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
+        "--save", "", "--appendonly", "no", "--dir", str(workdir),
+        "--logfile", str(workdir / "redis.log"), "--daemonize", "no",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    client = redis.Redis(unix_socket_path=str(sock), decode_responses=True)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError as exc:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"standalone redis-server did not start; see {workdir}"
+                    ) from exc
+                time.sleep(0.02)
+        yield client
+    finally:
+        client.close()
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.fixture(scope="module", params=["real", "emulated"])
+def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """A 3-master cluster: the session's real one, or an emulated one for this module."""
+    if request.param == "real":
+        real_server_or_skip()
+        yield request.getfixturevalue("real_lab_session")
+        return
+    pytest.importorskip(
+        "slotlab.backends.emulated", reason="the emulated backend is not importable yet"
+    )
+    emulated = start_lab(masters=3, backend="emulated")
+    yield emulated
+    emulated.stop()
+
+
+@pytest.fixture(scope="module")
+def plain(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[redis.Redis]:
+    """One plain Redis that is not a cluster: a real redis-server, or fakeredis when emulated."""
+    if lab.backend_name == "real":
+        with standalone_server(real_server_or_skip().path, tmp_path_factory.mktemp("plain")) as r:
+            yield r
+    else:
+        import fakeredis
+
+        yield fakeredis.FakeRedis(decode_responses=True)
+
+
+class Clients:
+    """The ways an application reaches the lab, made once per module and lab."""
+
+    def __init__(self, lab: Lab, plain: redis.Redis) -> None:
+        self.lab = lab
+        self.plain = plain
+        self.cluster = lab.cluster_client()
+        self._proxies: dict[bool, redis.Redis] = {}
+
+    def proxy(self, script_check: bool = True) -> redis.Redis:
+        pytest.importorskip(
+            "slotlab.proxy",
+            reason="slotlab.proxy (the cloud-proxy model) is not importable: proxy tests wait",
+        )
+        if script_check not in self._proxies:
+            self._proxies[script_check] = self.lab.proxy_client(
+                "alibaba", script_check_enable=script_check
+            )
+        return self._proxies[script_check]
+
+    def setting(self, name: str, keys: list[str]) -> tuple[Any, Any]:
+        """(the client to delete through, a client that reads every key back)."""
+        if name == "cluster":
+            return self.cluster, self.cluster
+        if name == "alibaba":
+            return self.proxy(), self.cluster
+        if name == "alibaba_no_script_check":
+            return self.proxy(script_check=False), self.cluster
+        if name == "node":  # where go-redis sends an EVAL: the first key's master
+            return self.lab.node_client_for(keys[0]), self.cluster
+        if name == "plain_server":
+            return self.plain, self.plain
+        raise AssertionError(name)
+
+    def reset(self) -> None:
+        self.lab.reset()
+        self.plain.flushall()
+
+    def close(self) -> None:
+        for c in self._proxies.values():
+            c.close()
+        self.cluster.close()
+
+
+@pytest.fixture(scope="module")
+def module_clients(lab: Lab, plain: redis.Redis) -> Iterator[Clients]:
+    c = Clients(lab, plain)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def clients(module_clients: Clients) -> Clients:
+    """The module's clients, with every node and the plain server emptied first."""
+    module_clients.reset()
+    return module_clients
+
+
+def assert_all_tagged(client: Any, keys: list[str]) -> None:
+    """EVERY key is in rockscache's deleted state: none missed."""
+    missed = [k for k in keys if not openim.tagged_as_deleted(client, k)]
+    assert missed == [], f"{len(missed)} of {len(keys)} keys not tagged, e.g. {missed[:3]}"
+
+
+def distinct_slots(keys: list[str]) -> int:
+    return len(set(key_slots(keys).tolist()))
+
+
+# --------------------------------------------------------------------------------------------
+# Every strategy in every setting
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("setting", list(EXPECTED))
+@pytest.mark.parametrize("name", list(batching.STRATEGIES))
+def test_strategy_in_setting(clients: Clients, setting: str, name: str) -> None:
+    strategy = batching.STRATEGIES[name]
+    through, reader = clients.setting(setting, KEYS)
+    expected = EXPECTED[setting][name]
+    if expected is None:
+        result = strategy(through, KEYS)
+        assert result.tagged == len(KEYS) == 14
+        assert result.name == name
+        assert_all_tagged(reader, KEYS)
+        return
+    error, text = expected
+    with pytest.raises(error) as err:
+        strategy(through, KEYS)
+    assert text in str(err.value)
+    if error is RedisClusterException:
+        assert not isinstance(err.value, redis.RedisError)
+
+
+def test_recommended_strategies_work_on_a_500_member_group(clients: Clients) -> None:
+    assert len(BIG) == 1508
+    for setting, name in (("cluster", "by_client_slot"), ("alibaba", "proxy_safe")):
+        clients.reset()
+        through, reader = clients.setting(setting, BIG)
+        result = batching.STRATEGIES[name](through, BIG)
+        assert result.tagged == 1508
+        assert result.round_trips == 1  # every EVAL in one pipeline
+        assert result.evals == distinct_slots(BIG)  # one EVAL per slot: no slot holds 50 keys
+        assert_all_tagged(reader, BIG)
+
+
+def test_by_client_slot_costs_one_round_trip_and_one_eval_per_slot(clients: Clients) -> None:
+    result = batching.by_client_slot(clients.cluster, KEYS)
+    assert (result.round_trips, result.evals, result.commands) == (1, 14, 14)
+    per_key = batching.per_key(clients.cluster, KEYS)
+    assert per_key.round_trips == 14
+
+
+def test_by_client_slot_asks_the_server_nothing_but_the_evals(clients: Clients) -> None:
+    """Through RedisCluster each EVAL names its node; else redis-py would first ask every EVAL's
+    keys of the server (COMMAND GETKEYS, one extra round trip per EVAL)."""
+    if clients.lab.backend_name != "real":
+        pytest.skip("counts commands with INFO commandstats, kept by the real server only")
+    nodes = [clients.lab.node_client(i) for i in range(len(clients.lab.nodes))]
+    for n in nodes:
+        n.config_resetstat()
+    batching.by_client_slot(clients.cluster, KEYS)
+    batching.proxy_safe(clients.cluster, KEYS)
+    calls: dict[str, int] = {}
+    for n in nodes:
+        for name, stat in n.info("commandstats").items():
+            calls[name] = calls.get(name, 0) + int(stat["calls"])
+    assert calls.get("cmdstat_eval") == 28
+    assert "cmdstat_command|getkeys" not in calls
+    assert "cmdstat_cluster|keyslot" not in calls
+
+
+def test_chunks_split_a_full_slot(clients: Clients) -> None:
+    keys = [f"{{g1}}k{i}" for i in range(120)] + list(KEYS)
+    for strategy in (batching.by_client_slot, batching.proxy_safe):
+        clients.reset()
+        result = strategy(clients.cluster, keys, chunk_size=50)
+        assert result.evals == 3 + 14  # 50 + 50 + 20 in g1's slot, one EVAL per other slot
+        assert_all_tagged(clients.cluster, keys)
+    clients.reset()
+    result = batching.by_client_slot(clients.cluster, keys, chunk_size=1)
+    assert result.evals == len(keys)
+    assert_all_tagged(clients.cluster, keys)
+
+
+def test_chunk_size_7999_is_the_limit_and_it_works(clients: Clients) -> None:
+    keys = [f"{{big}}k{i}" for i in range(8000)]
+    for strategy in (batching.by_client_slot, batching.proxy_safe):
+        clients.reset()
+        result = strategy(clients.cluster, keys, chunk_size=7999)
+        assert result.evals == 2
+        sample = keys[::250] + keys[-2:]
+        assert_all_tagged(clients.cluster, sample)
+        assert int(clients.cluster.cluster_countkeysinslot(key_slot(keys[0]))) == 8000
+
+
+def test_delay_reaches_the_expire(clients: Clients) -> None:
+    batching.proxy_safe(clients.cluster, KEYS, delay=100)
+    assert all(10 < int(clients.cluster.ttl(k)) <= 100 for k in KEYS)
+
+
+def test_every_strategy_has_the_same_signature() -> None:
+    want = inspect.signature(batching.per_key)
+    for name, strategy in batching.STRATEGIES.items():
+        sig = inspect.signature(strategy)
+        assert list(sig.parameters) == ["client", "keys", "delay", "chunk_size"], name
+        assert sig.parameters["delay"].kind is inspect.Parameter.KEYWORD_ONLY
+        assert sig.parameters["delay"].default == 10
+        assert sig.parameters["chunk_size"].default == 50
+        assert str(sig) == str(want), name
+    assert set(batching.RECOMMENDED.values()) <= set(batching.STRATEGIES)
+
+
+# --------------------------------------------------------------------------------------------
+# The proxy-safe script
+# --------------------------------------------------------------------------------------------
+
+
+def test_proxy_safe_script_names_every_key_as_keys_i() -> None:
+    script = batching.proxy_safe_script(3)
+    for i in (1, 2, 3):
+        assert f"redis.call('HSET', KEYS[{i}], 'lockUntil', 0)" in script
+        assert f"redis.call('HDEL', KEYS[{i}], 'lockOwner')" in script
+        assert f"redis.call('EXPIRE', KEYS[{i}], ARGV[1])" in script
+    assert "KEYS[4]" not in script
+    assert script.count("redis.call") == 9
+
+
+def test_the_proxy_check_accepts_proxy_safe_and_rejects_rockscaches_batch_script() -> None:
+    proxy = pytest.importorskip(
+        "slotlab.proxy", reason="slotlab.proxy (the cloud-proxy model) is not importable yet"
+    )
+    for n in (1, 2, 50, 7999):
+        assert proxy.check_script(batching.proxy_safe_script(n)) == []
+    assert proxy.check_script(openim.TAG_AS_DELETED_SCRIPT) == []
+    problems = proxy.check_script(openim.TAG_AS_DELETED_BATCH_SCRIPT)
+    assert len(problems) == 3  # HSET, HDEL and EXPIRE each take the loop variable as key
+
+
+@pytest.mark.parametrize("n", [0, 8000])
+def test_proxy_safe_script_length_range(n: int) -> None:
+    with pytest.raises(ValueError, match="from 1 to 7999"):
+        batching.proxy_safe_script(n)
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(batching.STRATEGIES))
+@pytest.mark.parametrize(
+    ("keys", "kwargs", "error", "text"),
+    [
+        ([], {}, ValueError, "keys is empty: pass at least one key"),
+        ("GROUP_INFO:g1", {}, TypeError, "not a single str: wrap it in a list"),
+        (b"GROUP_INFO:g1", {}, TypeError, "not a single bytes: wrap it in a list"),
+        (42, {}, TypeError, "list of str or bytes keys, not int"),
+        (["a", None], {}, TypeError, r"keys\[1\] is a NoneType"),
+        ([b"a", 3.5], {}, TypeError, r"keys\[1\] is a float .* must be str or bytes"),
+        (["a"], {"chunk_size": 0}, ValueError, "chunk_size must be from 1 to 7999"),
+        (["a"], {"chunk_size": 8000}, ValueError, "chunk_size must be from 1 to 7999"),
+        (["a"], {"chunk_size": -5}, ValueError, "chunk_size must be from 1 to 7999"),
+        (["a"], {"chunk_size": 2.0}, TypeError, "chunk_size must be a whole number"),
+        (["a"], {"chunk_size": True}, TypeError, "chunk_size must be a whole number"),
+        (["a"], {"delay": 0}, ValueError, "delay must be at least 1 second"),
+        (["a"], {"delay": "10"}, TypeError, "delay must be a whole number of seconds"),
+    ],
+)
+def test_strategies_validate_their_input(
+    name: str, keys: Any, kwargs: dict[str, Any], error: type[Exception], text: str
+) -> None:
+    with pytest.raises(error, match=text):
+        batching.STRATEGIES[name](None, keys, **kwargs)  # fails before touching the client
+
+
+# --------------------------------------------------------------------------------------------
+# Key layouts
+# --------------------------------------------------------------------------------------------
+
+
+def test_global_tag_puts_every_key_in_slot_13516(clients: Clients) -> None:
+    tagged = batching.global_tag_keys(KEYS)
+    assert tagged[0] == "{GROUP}GROUP_INFO:g1"
+    assert {key_slot(k) for k in tagged} == {13516}
+    assert {int(clients.cluster.cluster_keyslot(k)) for k in tagged[:3]} == {13516}
+    # One slot: the one-EVAL strategy now works through the cluster client and the proxy.
+    result = batching.one_eval(clients.cluster, tagged)
+    assert result.evals == 1
+    assert_all_tagged(clients.cluster, tagged)
+    clients.reset()
+    batching.proxy_safe(clients.proxy(), tagged)  # the proxy wants KEYS[i] in the script
+    assert_all_tagged(clients.cluster, tagged)
+
+
+def test_global_tag_of_a_big_group_is_one_hot_slot() -> None:
+    tagged = batching.global_tag_keys(BIG)
+    assert distinct_slots(tagged) == 1
+    assert distinct_slots(BIG) > 1400  # untagged, the same keys spread over ~1440 slots
+
+
+def test_per_group_tags_colocate_the_groups_keys_but_not_the_users() -> None:
+    tagged = batching.per_group_tag_keys(KEYS, "g1")
+    assert tagged == [
+        "GROUP_INFO:{g1}",
+        "GROUP_MEMBERS_HASH2:{g1}",
+        "GROUP_MEMBER_NUM_CACHE:{g1}",
+        "GROUP_MEMBER_IDS:{g1}",
+        "GROUP_ROLE_LEVEL_MEMBER_IDS:{g1}-100",
+        "GROUP_ROLE_LEVEL_MEMBER_IDS:{g1}-60",
+        "GROUP_ROLE_LEVEL_MEMBER_IDS:{g1}-20",
+        "GROUP_MEMBER_MAX_VERSION:{g1}",
+        "JOIN_GROUPS_KEY:u1",
+        "GROUP_MEMBER_INFO:{g1}-u1",
+        "GROUP_JOIN_MAX_VERSION:u1",
+        "JOIN_GROUPS_KEY:u2",
+        "GROUP_MEMBER_INFO:{g1}-u2",
+        "GROUP_JOIN_MAX_VERSION:u2",
+    ]
+    group_slot = key_slot("g1")
+    assert {key_slot(k) for k in tagged if "{g1}" in k} == {group_slot}
+    user_keys = [k for k in tagged if "{" not in k]
+    assert distinct_slots(tagged) == len({group_slot, *(key_slot(k) for k in user_keys)}) == 5
+
+
+def test_per_group_tags_cut_the_evals(clients: Clients) -> None:
+    tagged = batching.per_group_tag_keys(BIG, "g1")
+    result = batching.by_client_slot(clients.cluster, tagged)
+    per_slot = Counter(key_slots(tagged).tolist())
+    assert per_slot[key_slot("g1")] == 8 + 500  # the group's keys and its 500 member infos
+    assert result.evals == sum(math.ceil(n / 50) for n in per_slot.values())
+    assert result.evals < distinct_slots(BIG)
+    assert_all_tagged(clients.cluster, tagged)
+
+
+def test_colocation_report_for_create_group() -> None:
+    report = batching.colocation_report(KEYS, "g1")
+    assert len(report.colocated) == 10
+    assert [k for k, _ in report.apart] == [
+        "JOIN_GROUPS_KEY:u1",
+        "GROUP_JOIN_MAX_VERSION:u1",
+        "JOIN_GROUPS_KEY:u2",
+        "GROUP_JOIN_MAX_VERSION:u2",
+    ]
+    assert all("a user key" in why for _, why in report.apart)
+    assert "lists every group the user joined" in report.apart[0][1]
+    text = str(report)
+    assert text.startswith("group g1: 10 key(s) can share the tag {g1}, 4 cannot")
+    assert "apart     JOIN_GROUPS_KEY:u1" in text
+
+
+def test_colocation_report_for_a_group_chats_conversations() -> None:
+    keys = openim.group_chat_conversation_keys("g1", ["u1", "u2"])
+    report = batching.colocation_report(keys, "g1")
+    assert report.colocated == (
+        "CONVERSATION:u1:sg_g1",
+        "CONVERSATION_NOT_RECEIVE_MESSAGE_USER_IDS:sg_g1",
+        "CONVERSATION:u2:sg_g1",
+    )
+    assert batching.per_group_tag_keys(keys, "g1")[:2] == [
+        "CONVERSATION:u1:sg_{g1}",
+        "CONVERSATION_NOT_RECEIVE_MESSAGE_USER_IDS:sg_{g1}",
+    ]
+    assert len(report.apart) == 4
+
+
+def test_colocation_report_names_keys_of_other_groups() -> None:
+    report = batching.colocation_report(["GROUP_INFO:g2", "GROUP_INFO:g1"], "g1")
+    assert report.colocated == ("GROUP_INFO:g1",)
+    assert report.apart == (("GROUP_INFO:g2", "not a key of group g1 that slotlab knows"),)
+    # a group whose ID starts like another's is not confused with it
+    assert batching.per_group_tag_keys(["GROUP_MEMBER_INFO:g10-u1"], "g1") == [
+        "GROUP_MEMBER_INFO:g10-u1"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "text"),
+    [
+        (lambda: batching.global_tag_keys(KEYS, tag=""), ValueError, "cannot be a hash tag"),
+        (lambda: batching.global_tag_keys(KEYS, tag="a}b"), ValueError, "cannot be a hash tag"),
+        (lambda: batching.per_group_tag_keys(KEYS, "g}1"), ValueError, "cannot be a hash tag"),
+        (lambda: batching.per_group_tag_keys(KEYS, 1), TypeError, "group_id must be a str"),
+        (lambda: batching.colocation_report([], "g1"), ValueError, "keys is empty"),
+        (lambda: batching.global_tag_keys([b"x"]), TypeError, "text keys"),
+    ],
+)
+def test_layouts_validate_their_input(
+    call: Callable[[], object], error: type[Exception], text: str
+) -> None:
+    with pytest.raises(error, match=text):
+        call()
+
+
+def test_strategy_results_explain_themselves(clients: Clients) -> None:
+    result = batching.by_client_slot(clients.cluster, KEYS)
+    assert str(result).startswith(
+        "by_client_slot: tagged 14 keys with 14 EVAL(s), 14 command(s), 1 round trip(s)"
+    )
+    assert result.keys_per_second > 0
+    assert math.isfinite(result.seconds)

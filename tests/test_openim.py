@@ -1,0 +1,569 @@
+"""slotlab.openim: OpenIM's cache keys, the key sets its flows delete, and its three delete paths.
+
+The key sets are checked exactly (FACTS.md section 4: CreateGroup of g1, owner u1, member u2 in
+3.8 tags 14 keys). The delete paths run on a real cluster and on the emulated one, through every
+kind of client, and each must either tag EVERY key or fail with the error FACTS.md section 2
+(and section 3 for the proxy) gives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from redis.cluster import RedisCluster
+from redis.exceptions import (
+    ClusterCrossSlotError,
+    MovedError,
+    RedisClusterException,
+    ResponseError,
+)
+
+from slotlab import openim
+from slotlab.lab import Lab, start_lab
+from slotlab.slots import key_slot, key_slots
+from tests.conftest import real_server_or_skip
+
+G, OWNER, MEMBER = "g1", "u1", "u2"
+
+CREATE_GROUP_38 = [
+    "GROUP_INFO:g1",
+    "GROUP_MEMBERS_HASH2:g1",
+    "GROUP_MEMBER_NUM_CACHE:g1",
+    "GROUP_MEMBER_IDS:g1",
+    "GROUP_ROLE_LEVEL_MEMBER_IDS:g1-100",
+    "GROUP_ROLE_LEVEL_MEMBER_IDS:g1-60",
+    "GROUP_ROLE_LEVEL_MEMBER_IDS:g1-20",
+    "GROUP_MEMBER_MAX_VERSION:g1",
+    "JOIN_GROUPS_KEY:u1",
+    "GROUP_MEMBER_INFO:g1-u1",
+    "GROUP_JOIN_MAX_VERSION:u1",
+    "JOIN_GROUPS_KEY:u2",
+    "GROUP_MEMBER_INFO:g1-u2",
+    "GROUP_JOIN_MAX_VERSION:u2",
+]
+
+CROSSSLOT_TEXT = "Keys in request don't hash to the same slot"
+CLIENT_REFUSAL_TEXT = "EVAL - all keys must map to the same key slot"
+ALIBABA_SLOT_TEXT = "'EVAL' command keys must in same slot"  # redis-py drops the "ERR "
+
+
+# --------------------------------------------------------------------------------------------
+# Labs: the same tests on the real and the emulated backend
+# --------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def standalone_server(path: str, workdir: Path) -> Iterator[redis.Redis]:
+    """One plain (non-cluster) redis-server on a unix socket: no TCP port to pick or clash."""
+    sock = workdir / "redis.sock"
+    args = [
+        path, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
+        "--save", "", "--appendonly", "no", "--dir", str(workdir),
+        "--logfile", str(workdir / "redis.log"), "--daemonize", "no",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    client = redis.Redis(unix_socket_path=str(sock), decode_responses=True)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError as exc:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"standalone redis-server did not start; see {workdir}"
+                    ) from exc
+                time.sleep(0.02)
+        yield client
+    finally:
+        client.close()
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.fixture(scope="module", params=["real", "emulated"])
+def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """A 3-master cluster: the session's real one, or an emulated one for this module."""
+    if request.param == "real":
+        real_server_or_skip()
+        yield request.getfixturevalue("real_lab_session")
+        return
+    pytest.importorskip(
+        "slotlab.backends.emulated", reason="the emulated backend is not importable yet"
+    )
+    emulated = start_lab(masters=3, backend="emulated")
+    yield emulated
+    emulated.stop()
+
+
+@pytest.fixture(scope="module")
+def plain(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[redis.Redis]:
+    """One plain Redis that is not a cluster: a real redis-server, or fakeredis when emulated."""
+    if lab.backend_name == "real":
+        with standalone_server(real_server_or_skip().path, tmp_path_factory.mktemp("plain")) as r:
+            yield r
+    else:
+        import fakeredis
+
+        yield fakeredis.FakeRedis(decode_responses=True)
+
+
+class Clients:
+    """The ways an application reaches the lab, made once per module and lab."""
+
+    def __init__(self, lab: Lab, plain: redis.Redis) -> None:
+        self.lab = lab
+        self.plain = plain
+        self.cluster = lab.cluster_client()
+        self._proxies: dict[tuple[str, bool], redis.Redis] = {}
+
+    def proxy(self, personality: str = "alibaba", script_check: bool = True) -> redis.Redis:
+        pytest.importorskip(
+            "slotlab.proxy",
+            reason="slotlab.proxy (the cloud-proxy model) is not importable: proxy tests wait",
+        )
+        key = (personality, script_check)
+        if key not in self._proxies:
+            self._proxies[key] = self.lab.proxy_client(
+                personality, script_check_enable=script_check
+            )
+        return self._proxies[key]
+
+    def node_for(self, key: str) -> redis.Redis:
+        """A plain client to the master of ``key``: where go-redis sends an EVAL."""
+        return self.lab.node_client_for(key)
+
+    def reset(self) -> None:
+        self.lab.reset()
+        self.plain.flushall()
+
+    def close(self) -> None:
+        for c in self._proxies.values():
+            c.close()
+        self.cluster.close()
+
+
+@pytest.fixture(scope="module")
+def module_clients(lab: Lab, plain: redis.Redis) -> Iterator[Clients]:
+    c = Clients(lab, plain)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def clients(module_clients: Clients) -> Clients:
+    """The module's clients, with every node and the plain server emptied first."""
+    module_clients.reset()
+    return module_clients
+
+
+def assert_all_tagged(client: Any, keys: list[str]) -> None:
+    """EVERY key is in rockscache's deleted state: none missed."""
+    missed = [k for k in keys if not openim.tagged_as_deleted(client, k)]
+    assert missed == [], f"{len(missed)} of {len(keys)} keys not tagged, e.g. {missed[:3]}"
+
+
+def assert_none_exist(client: Any, keys: list[str]) -> None:
+    assert sum(int(client.exists(k)) for k in keys) == 0
+
+
+# --------------------------------------------------------------------------------------------
+# Keys
+# --------------------------------------------------------------------------------------------
+
+
+def test_key_builders_give_openims_strings() -> None:
+    assert openim.group_info("g1") == "GROUP_INFO:g1"
+    assert openim.group_member_ids("g1") == "GROUP_MEMBER_IDS:g1"
+    assert openim.group_members_hash("g1") == "GROUP_MEMBERS_HASH2:g1"
+    assert openim.group_member_info("g1", "u2") == "GROUP_MEMBER_INFO:g1-u2"
+    assert openim.join_groups("u2") == "JOIN_GROUPS_KEY:u2"
+    assert openim.group_member_num("g1") == "GROUP_MEMBER_NUM_CACHE:g1"
+    assert openim.group_role_level_member_ids("g1", 60) == "GROUP_ROLE_LEVEL_MEMBER_IDS:g1-60"
+    assert openim.conversation("u1", "sg_g1") == "CONVERSATION:u1:sg_g1"
+    assert openim.conversation_ids("u1") == "CONVERSATION_IDS:u1"
+    assert openim.conversation_ids_hash("u1") == "CONVERSATION_IDS_HASH:u1"
+    assert (
+        openim.conversation_not_receive_message_user_ids("sg_g1")
+        == "CONVERSATION_NOT_RECEIVE_MESSAGE_USER_IDS:sg_g1"
+    )
+    assert openim.group_member_max_version("g1") == "GROUP_MEMBER_MAX_VERSION:g1"
+    assert openim.group_join_max_version("u1") == "GROUP_JOIN_MAX_VERSION:u1"
+    assert openim.conversation_user_max("u1") == "CONVERSATION_USER_MAX:u1"
+    assert openim.group_chat_conversation_id("g1") == "sg_g1"
+
+
+def test_role_levels_are_openims_constants() -> None:
+    assert (openim.ROLE_OWNER, openim.ROLE_ADMIN, openim.ROLE_MEMBER) == (100, 60, 20)
+    assert openim.ROLE_LEVELS == (100, 60, 20)
+
+
+def test_no_openim_key_has_a_hash_tag() -> None:
+    keys = openim.create_group_keys(G, OWNER, [MEMBER])
+    keys += openim.group_chat_conversation_keys(G, [OWNER, MEMBER])
+    assert not any("{" in k or "}" in k for k in keys)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "text"),
+    [
+        (lambda: openim.group_info(1), TypeError, "group_id must be a str"),
+        (lambda: openim.group_info(""), ValueError, "group_id is empty"),
+        (lambda: openim.group_member_info("g1", None), TypeError, "user_id must be a str"),
+        (lambda: openim.group_role_level_member_ids("g1", "20"), TypeError, "role_level"),
+        (lambda: openim.create_group_keys("g1", "u1", "u2"), TypeError, "list of user IDs"),
+        (lambda: openim.create_group_keys("g1", "u1", ["u2"], "3.9"), ValueError, "3.3, 3.7"),
+        (lambda: openim.join_group_keys("g1", []), ValueError, "at least one user"),
+    ],
+)
+def test_key_builders_reject_bad_input(call: Any, error: type[Exception], text: str) -> None:
+    with pytest.raises(error, match=text):
+        call()
+
+
+def test_create_group_38_is_the_14_keys_of_facts() -> None:
+    keys = openim.create_group_keys(G, OWNER, [MEMBER], "3.8")
+    assert keys == CREATE_GROUP_38
+    assert len(set(key_slots(keys).tolist())) == 14  # "about 14 slots": exactly 14 here
+
+
+def test_create_group_37_has_no_version_keys() -> None:
+    assert openim.create_group_keys(G, OWNER, [MEMBER], "3.7") == [
+        k for k in CREATE_GROUP_38 if "MAX_VERSION" not in k
+    ]
+
+
+def test_create_group_33_is_v332s_shorter_set() -> None:
+    assert openim.create_group_keys(G, OWNER, [MEMBER], "3.3") == [
+        "GROUP_MEMBER_IDS:g1",
+        "GROUP_MEMBERS_HASH2:g1",
+        "GROUP_MEMBER_NUM_CACHE:g1",
+        "JOIN_GROUPS_KEY:u1",
+        "GROUP_MEMBER_INFO:g1-u1",
+        "JOIN_GROUPS_KEY:u2",
+        "GROUP_MEMBER_INFO:g1-u2",
+        "GROUP_INFO:g1",
+    ]
+
+
+def test_create_group_drops_repeats_like_datautil_distinct() -> None:
+    # The controller chains the members hash twice for the group and again for every member;
+    # Distinct keeps the first of each, so order follows first appearance.
+    for version in ("3.7", "3.8"):
+        keys = openim.create_group_keys(G, OWNER, ["u2", "u3"], version)
+        assert len(keys) == len(set(keys))
+        assert keys.count("GROUP_MEMBERS_HASH2:g1") == 1
+        assert keys[1] == "GROUP_MEMBERS_HASH2:g1"
+
+
+def test_create_group_orders_owner_then_admins_then_members() -> None:
+    keys = openim.create_group_keys(G, "u1", ["u3"], admin_user_ids=["u2"])
+    joins = [k for k in keys if k.startswith("JOIN_GROUPS_KEY:")]
+    assert joins == ["JOIN_GROUPS_KEY:u1", "JOIN_GROUPS_KEY:u2", "JOIN_GROUPS_KEY:u3"]
+
+
+def test_create_group_refuses_a_repeated_member_as_openim_does() -> None:
+    with pytest.raises(ValueError, match="group member repeated: u1"):
+        openim.create_group_keys(G, "u1", ["u2", "u1"])
+
+
+@pytest.mark.parametrize(
+    ("version", "fixed", "per_member"), [("3.3", 4, 2), ("3.7", 7, 2), ("3.8", 8, 3)]
+)
+def test_create_group_key_count_grows_with_members(
+    version: str, fixed: int, per_member: int
+) -> None:
+    members = [f"u{i}" for i in range(1, 500)]
+    keys = openim.create_group_keys(G, "u0", members, version)
+    assert len(keys) == fixed + per_member * 500
+
+
+def test_join_group_keys() -> None:
+    assert openim.join_group_keys(G, ["u3"]) == [
+        "GROUP_MEMBERS_HASH2:g1",
+        "GROUP_MEMBER_NUM_CACHE:g1",
+        "GROUP_MEMBER_IDS:g1",
+        "JOIN_GROUPS_KEY:u3",
+        "GROUP_MEMBER_INFO:g1-u3",
+        "GROUP_ROLE_LEVEL_MEMBER_IDS:g1-100",
+        "GROUP_ROLE_LEVEL_MEMBER_IDS:g1-60",
+        "GROUP_ROLE_LEVEL_MEMBER_IDS:g1-20",
+        "GROUP_JOIN_MAX_VERSION:u3",
+        "GROUP_MEMBER_MAX_VERSION:g1",
+    ]
+    two = openim.join_group_keys(G, ["u3", "u4"], "3.7")
+    assert len(two) == 10  # the first user's 8 keys, then only the second user's own 2
+    assert two[-2:] == ["JOIN_GROUPS_KEY:u4", "GROUP_MEMBER_INFO:g1-u4"]
+
+
+def test_handle_group_request_keys() -> None:
+    assert openim.handle_group_request_keys(G, "u3") == [
+        "GROUP_MEMBERS_HASH2:g1",
+        "GROUP_MEMBER_INFO:g1-u3",
+        "GROUP_MEMBER_IDS:g1",
+        "GROUP_MEMBER_NUM_CACHE:g1",
+        "JOIN_GROUPS_KEY:u3",
+        "GROUP_ROLE_LEVEL_MEMBER_IDS:g1-20",
+        "GROUP_JOIN_MAX_VERSION:u3",
+        "GROUP_MEMBER_MAX_VERSION:g1",
+    ]
+    assert (
+        openim.handle_group_request_keys(G, "u3", "3.7")
+        == openim.handle_group_request_keys(G, "u3")[:6]
+    )
+    assert openim.handle_group_request_keys(G, "u3", role_level=60)[5].endswith("g1-60")
+    with pytest.raises(ValueError, match="3.7 and 3.8"):
+        openim.handle_group_request_keys(G, "u3", "3.3")
+
+
+def test_group_chat_conversation_keys() -> None:
+    assert openim.group_chat_conversation_keys(G, ["u1", "u2"]) == [
+        "CONVERSATION:u1:sg_g1",
+        "CONVERSATION_NOT_RECEIVE_MESSAGE_USER_IDS:sg_g1",
+        "CONVERSATION:u2:sg_g1",
+        "CONVERSATION_IDS:u1",
+        "CONVERSATION_IDS:u2",
+        "CONVERSATION_IDS_HASH:u1",
+        "CONVERSATION_IDS_HASH:u2",
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# Scripts
+# --------------------------------------------------------------------------------------------
+
+
+def test_scripts_make_rockscaches_three_calls() -> None:
+    single = openim.TAG_AS_DELETED_SCRIPT
+    assert "redis.call('HSET', KEYS[1], 'lockUntil', 0)" in single
+    assert "redis.call('HDEL', KEYS[1], 'lockOwner')" in single
+    assert "redis.call('EXPIRE', KEYS[1], ARGV[1])" in single
+    batch = openim.TAG_AS_DELETED_BATCH_SCRIPT
+    assert "ipairs(KEYS)" in batch
+    for call in ("'HSET', key, 'lockUntil', 0", "'HDEL', key, 'lockOwner'", "'EXPIRE', key"):
+        assert call in batch
+    assert openim.DEFAULT_DELAY == 10 and openim.OPENIM_BATCH_SIZE == 50
+
+
+def test_tagged_as_deleted_reads_the_state(clients: Clients) -> None:
+    rc = clients.cluster
+    assert openim.tagged_as_deleted(rc, "missing") is False
+    rc.hset("owned", mapping={"value": "v", "lockUntil": "0", "lockOwner": "me"})
+    rc.expire("owned", 10)
+    assert openim.tagged_as_deleted(rc, "owned") is False  # someone holds the lock
+    rc.hset("forever", mapping={"value": "v", "lockUntil": "0"})
+    assert openim.tagged_as_deleted(rc, "forever") is False  # no TTL: it would never expire
+    rc.hset("cached", mapping={"value": "v", "lockOwner": "me", "lockUntil": "99"})
+    openim.v3_7_per_key(rc, ["cached"])
+    assert openim.tagged_as_deleted(rc, "cached") is True
+    assert rc.hget("cached", "value") == "v"  # the value stays readable until it expires
+    assert 0 < int(rc.ttl("cached")) <= 10
+    raw = clients.lab.cluster_client(decode_responses=False)
+    assert openim.tagged_as_deleted(raw, b"cached") is True
+
+
+# --------------------------------------------------------------------------------------------
+# v3.3: one batch EVAL
+# --------------------------------------------------------------------------------------------
+
+
+def test_v3_3_crossslot_from_the_node_go_redis_picks(clients: Clients) -> None:
+    keys = list(CREATE_GROUP_38)
+    node = clients.node_for(keys[0])
+    with pytest.raises(ClusterCrossSlotError) as err:
+        openim.v3_3_batch(node, keys)
+    assert str(err.value) == CROSSSLOT_TEXT
+    assert isinstance(err.value, ResponseError)
+    assert_none_exist(clients.cluster, keys)  # refused before the script ran
+
+
+def test_v3_3_refused_by_redis_py_cluster_client_before_sending(clients: Clients) -> None:
+    with pytest.raises(RedisClusterException) as err:
+        openim.v3_3_batch(clients.cluster, CREATE_GROUP_38)
+    assert str(err.value) == CLIENT_REFUSAL_TEXT
+    assert not isinstance(err.value, redis.RedisError)
+
+
+def test_v3_3_behind_the_alibaba_proxy_gives_the_articles_error(clients: Clients) -> None:
+    with pytest.raises(ResponseError) as err:
+        openim.v3_3_batch(clients.proxy("alibaba"), CREATE_GROUP_38)
+    assert str(err.value) == ALIBABA_SLOT_TEXT
+    assert_none_exist(clients.cluster, CREATE_GROUP_38)
+
+
+def test_v3_3_behind_a_passthrough_proxy_is_the_servers_crossslot(clients: Clients) -> None:
+    with pytest.raises(ClusterCrossSlotError, match=CROSSSLOT_TEXT):
+        openim.v3_3_batch(clients.proxy("passthrough"), CREATE_GROUP_38)
+
+
+def test_v3_3_works_on_one_plain_server(clients: Clients) -> None:
+    result = openim.v3_3_batch(clients.plain, CREATE_GROUP_38)
+    assert (result.tagged, result.evals, result.round_trips) == (14, 1, 1)
+    assert_all_tagged(clients.plain, CREATE_GROUP_38)
+
+
+def test_v3_3_works_when_every_key_shares_a_slot(clients: Clients) -> None:
+    keys = [f"{{g1}}{k}" for k in CREATE_GROUP_38]
+    assert len({key_slot(k) for k in keys}) == 1
+    openim.v3_3_batch(clients.cluster, keys)
+    assert_all_tagged(clients.cluster, keys)
+    clients.reset()
+    openim.v3_3_batch(clients.proxy("alibaba", script_check=False), keys)
+    assert_all_tagged(clients.cluster, keys)
+
+
+# --------------------------------------------------------------------------------------------
+# v3.7: one single-key EVAL per key
+# --------------------------------------------------------------------------------------------
+
+
+def test_v3_7_tags_every_key_through_the_cluster_client(clients: Clients) -> None:
+    result = openim.v3_7_per_key(clients.cluster, CREATE_GROUP_38)
+    assert (result.tagged, result.evals, result.round_trips, result.commands) == (14, 14, 14, 14)
+    assert_all_tagged(clients.cluster, CREATE_GROUP_38)
+
+
+def test_v3_7_tags_every_key_behind_the_alibaba_proxy(clients: Clients) -> None:
+    # The single-key script names its key KEYS[1]: the proxy's script check accepts it.
+    openim.v3_7_per_key(clients.proxy("alibaba"), CREATE_GROUP_38)
+    assert_all_tagged(clients.cluster, CREATE_GROUP_38)
+
+
+def test_v3_7_through_one_node_meets_moved(clients: Clients) -> None:
+    keys = list(CREATE_GROUP_38)
+    with pytest.raises(MovedError):
+        openim.v3_7_per_key(clients.node_for(keys[0]), keys, attempts=1)
+    assert openim.tagged_as_deleted(clients.cluster, keys[0])  # the node's own key went through
+
+
+class FlakyClient:
+    """A stand-in client whose EVAL fails ``failures`` times, then works."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+
+    def eval(self, script: str, numkeys: int, *args: Any) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise redis.ConnectionError("connection reset")
+
+
+def test_v3_7_tries_each_key_again_as_openim_does() -> None:
+    flaky = FlakyClient(failures=2)
+    result = openim.v3_7_per_key(flaky, ["k"], retry_interval=0)
+    assert (result.tagged, result.round_trips, flaky.calls) == (1, 3, 3)
+    broken = FlakyClient(failures=99)
+    with pytest.raises(redis.ConnectionError):
+        openim.v3_7_per_key(broken, ["k"], retry_interval=0)
+    assert broken.calls == openim.V37_ATTEMPTS == 5
+
+
+# --------------------------------------------------------------------------------------------
+# v3.8: batches of 50, grouped by CLUSTER KEYSLOT only for a cluster client
+# --------------------------------------------------------------------------------------------
+
+
+def test_v3_8_groups_by_the_servers_slots_through_the_cluster_client(clients: Clients) -> None:
+    rc = clients.cluster
+    result = openim.v3_8_by_slot(rc, CREATE_GROUP_38)
+    server_slots = {int(rc.cluster_keyslot(k)) for k in CREATE_GROUP_38}
+    assert result.evals == len(server_slots) == 14
+    assert result.commands == 14 + result.evals  # 14 CLUSTER KEYSLOT, then the EVALs
+    assert result.round_trips == 1 + result.evals  # one pipeline of KEYSLOT, one trip per EVAL
+    assert_all_tagged(rc, CREATE_GROUP_38)
+
+
+def test_v3_8_behind_the_alibaba_proxy_brings_the_bug_back(clients: Clients) -> None:
+    # A proxy client is not a cluster client: every key in "slot 0", one 14-key EVAL.
+    with pytest.raises(ResponseError) as err:
+        openim.v3_8_by_slot(clients.proxy("alibaba"), CREATE_GROUP_38)
+    assert str(err.value) == ALIBABA_SLOT_TEXT
+
+
+def test_v3_8_through_a_node_client_is_crossslot(clients: Clients) -> None:
+    with pytest.raises(ClusterCrossSlotError, match=CROSSSLOT_TEXT):
+        openim.v3_8_by_slot(clients.node_for(CREATE_GROUP_38[0]), CREATE_GROUP_38)
+
+
+def test_v3_8_batches_of_50(clients: Clients) -> None:
+    same_slot = [f"{{g1}}k{i}" for i in range(120)]
+    result = openim.v3_8_by_slot(clients.cluster, same_slot)
+    assert result.evals == 3  # 50 + 50 + 20, all in one slot
+    assert_all_tagged(clients.cluster, same_slot)
+    spread = [f"k{i}" for i in range(120)]
+    result = openim.v3_8_by_slot(clients.plain, spread)
+    assert (result.evals, result.commands, result.round_trips) == (3, 3, 3)  # no KEYSLOT asked
+    assert_all_tagged(clients.plain, spread)
+
+
+def test_v3_8_one_key_asks_no_slot(clients: Clients) -> None:
+    result = openim.v3_8_by_slot(clients.cluster, ["GROUP_INFO:g1"])
+    assert (result.evals, result.commands) == (1, 1)
+    assert_all_tagged(clients.cluster, ["GROUP_INFO:g1"])
+
+
+def test_delete_paths_take_bytes_keys(clients: Clients) -> None:
+    keys = [k.encode() for k in CREATE_GROUP_38]
+    openim.v3_8_by_slot(clients.cluster, keys)
+    assert_all_tagged(clients.cluster, list(CREATE_GROUP_38))
+
+
+def test_only_redis_cluster_counts_as_a_cluster_client(clients: Clients) -> None:
+    assert isinstance(clients.cluster, RedisCluster)
+    assert openim.is_cluster_client(clients.cluster)
+    assert not openim.is_cluster_client(clients.plain)
+    assert not openim.is_cluster_client(clients.node_for("a"))
+    assert not openim.is_cluster_client(clients.proxy("alibaba"))  # what OpenIM 3.8 misses
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------
+
+PATHS = [openim.v3_3_batch, openim.v3_7_per_key, openim.v3_8_by_slot]
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.__name__)
+@pytest.mark.parametrize(
+    ("kwargs", "error", "text"),
+    [
+        ({"keys": []}, ValueError, "keys is empty"),
+        ({"keys": "GROUP_INFO:g1"}, TypeError, r"not a single str: wrap it in a list"),
+        ({"keys": None}, TypeError, "list of str or bytes keys"),
+        ({"keys": ["a", 2]}, TypeError, r"keys\[1\] is a int"),
+        ({"keys": ["a"], "delay": 0}, ValueError, "delay must be at least 1 second"),
+        ({"keys": ["a"], "delay": 1.5}, TypeError, "whole number of seconds"),
+        ({"keys": ["a"], "delay": True}, TypeError, "whole number of seconds"),
+    ],
+)
+def test_delete_paths_validate_their_input(
+    path: Any, kwargs: dict[str, Any], error: type[Exception], text: str
+) -> None:
+    with pytest.raises(error, match=text):
+        path(None, **kwargs)
+
+
+@pytest.mark.parametrize("size", [0, 8000, -1])
+def test_v3_8_batch_size_range(size: int) -> None:
+    with pytest.raises(ValueError, match="from 1 to 7999"):
+        openim.v3_8_by_slot(None, ["a"], batch_size=size)
+
+
+def test_v3_7_attempts_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="attempts"):
+        openim.v3_7_per_key(None, ["a"], attempts=0)
