@@ -1,0 +1,352 @@
+"""Fidelity: every case of ``tests/fidelity_cases.py`` gives the same outcome on both backends.
+
+The real cluster (redis-server 7.0+) is the reference. Without a server these tests skip with
+one line, except under ``SLOTLAB_REQUIRE_REAL=1`` (CI), where they fail. The emulated cluster
+also runs every case on its own (``test_emulated_runs_case``) so that a machine with no server
+still proves the emulator answers each case without an internal error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+from redis.cluster import RedisCluster
+
+from slotlab.lab import Lab, start_lab
+from tests.fidelity_cases import CASES, RC, REPLICA_CASES, Case, Fn, N, Raw, Step
+
+# ---- running a case --------------------------------------------------------------------------
+
+
+def read_reply(sock: socket.socket, buf: bytearray) -> bytes | None:
+    """Read exactly one RESP2/RESP3 reply; its bytes, or None if the server closed first."""
+
+    def need(n: int) -> bool:
+        while len(buf) < n:
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                return False
+            buf.extend(chunk)
+        return True
+
+    def line(pos: int) -> int | None:
+        while True:
+            end = buf.find(b"\r\n", pos)
+            if end != -1:
+                return end
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                return None
+            buf.extend(chunk)
+
+    def skip(pos: int) -> int | None:
+        if not need(pos + 1):
+            return None
+        kind = bytes(buf[pos : pos + 1])
+        end = line(pos)
+        if end is None:
+            return None
+        head = bytes(buf[pos + 1 : end])
+        nxt = end + 2
+        if kind in (b"+", b"-", b":", b"_", b",", b"#", b"("):
+            return nxt
+        if kind in (b"$", b"=", b"!"):
+            n = int(head)
+            if n < 0:
+                return nxt
+            return nxt + n + 2 if need(nxt + n + 2) else None
+        if kind in (b"*", b"~", b">", b"%", b"|"):
+            n = int(head)
+            if kind in (b"%", b"|"):
+                n *= 2
+            for _ in range(max(n, 0)):
+                p = skip(nxt)
+                if p is None:
+                    return None
+                nxt = p
+            return nxt
+        raise AssertionError(f"not RESP: {bytes(buf[pos:pos + 40])!r}")
+
+    end = skip(0)
+    if end is None:
+        return None
+    data = bytes(buf[:end])
+    del buf[:end]
+    return data
+
+
+def _wire(request: Any) -> bytes:
+    if isinstance(request, bytes):
+        return request
+    parts = [b"*%d\r\n" % len(request)]
+    for a in request:
+        data = a if isinstance(a, bytes) else str(a).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+class Ctx:
+    """One backend's lab, its clients, and how to run and normalise a case on it."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.nodes = lab.nodes
+        self._plain: dict[tuple[int, int], redis.Redis] = {}
+        self.rc: RedisCluster = lab.cluster_client()
+        self._resetters = [
+            redis.Redis(host=n.host, port=n.port, protocol=2) for n in self.nodes
+        ]
+        self._subs = self._substitutions()
+
+    # helpers the cases use
+    def plain(self, i: int, proto: int = 3, fresh: bool = False) -> redis.Redis:
+        """A plain client to node i (kept open across steps unless ``fresh``)."""
+        node = self.nodes[i]
+        if fresh:
+            return redis.Redis(
+                host=node.host, port=node.port, protocol=proto, decode_responses=True
+            )
+        key = (i, proto)
+        if key not in self._plain:
+            self._plain[key] = redis.Redis(
+                host=node.host, port=node.port, protocol=proto, decode_responses=True
+            )
+        return self._plain[key]
+
+    def node_id(self, i: int) -> str:
+        return self.nodes[i].node_id
+
+    def port(self, i: int) -> int:
+        return self.nodes[i].port
+
+    @staticmethod
+    def outcome(fn: Callable[[], Any]) -> Any:
+        """The value fn returns, or ("error", class name, message) for what it raises."""
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - the error is the outcome
+            return ("error", type(exc).__name__, str(exc))
+
+    def rc_pipeline(self, calls: list[tuple[Any, ...]], transaction: bool = False) -> Any:
+        def run() -> Any:
+            pipe = self.rc.pipeline(transaction=transaction)
+            for name, *args in calls:
+                getattr(pipe, name)(*args)
+            return pipe.execute()
+
+        return self.outcome(run)
+
+    # running
+    def reset(self) -> None:
+        """FLUSHALL, SCRIPT FLUSH, FUNCTION FLUSH on every node; fresh client connections."""
+        for r in self._resetters:
+            pipe = r.pipeline(transaction=False)
+            pipe.execute_command("FLUSHALL")  # a replica refuses; its master's flush reaches it
+            pipe.execute_command("SCRIPT", "FLUSH")
+            pipe.execute_command("FUNCTION", "FLUSH")
+            pipe.execute(raise_on_error=False)
+        for client in self._plain.values():
+            client.connection_pool.disconnect()
+
+    def step(self, step: Step) -> Any:
+        if isinstance(step, N):
+            client = self.plain(step.node, step.proto)
+            return self.outcome(lambda: client.execute_command(*step.args))
+        if isinstance(step, Raw):
+            return self._raw(step)
+        if isinstance(step, RC):
+            return self.outcome(lambda: getattr(self.rc, step.method)(*step.args, **step.kwargs))
+        if isinstance(step, Fn):
+            return self.outcome(lambda: step.fn(self))
+        raise TypeError(step)
+
+    def _raw(self, step: Raw) -> list[Any]:
+        node = self.nodes[step.node]
+        out: list[Any] = []
+        with socket.create_connection((node.host, node.port), timeout=5) as sock:
+            buf = bytearray()
+            if step.proto == 3:
+                sock.sendall(_wire(("HELLO", "3")))
+                read_reply(sock, buf)
+            sock.sendall(b"".join(_wire(r) for r in step.requests))
+            count = step.replies if step.replies is not None else len(step.requests)
+            for _ in range(count):
+                reply = read_reply(sock, buf)
+                out.append(reply if reply is not None else "<closed>")
+            # After a protocol error (or QUIT) the server closes the connection: show it.
+            try:
+                sock.sendall(_wire(("PING", "still-open?")))
+                after = read_reply(sock, buf)
+                out.append("<closed>" if after is None else "<open>")
+            except (ConnectionResetError, BrokenPipeError):
+                out.append("<closed>")
+        return out
+
+    def run(self, case: Case) -> Any:
+        self.reset()
+        for step in case.setup:
+            self.step(step)
+        outcomes = self.normalise([self.step(s) for s in case.steps])
+        if case.normalise is not None:
+            outcomes = case.normalise(outcomes)
+        return outcomes
+
+    # normalising
+    def _substitutions(self) -> list[tuple[str, str]]:
+        subs = []
+        for i, n in enumerate(self.nodes):
+            subs.append((n.node_id, f"<id{i}>"))
+            subs.append((f"{n.host}:{n.port}", f"<addr{i}>"))
+        return subs
+
+    def normalise(self, value: Any) -> Any:
+        if isinstance(value, Exception):  # an error inside an EXEC or pipeline reply
+            return ("error", type(value).__name__, self.normalise(str(value)))
+        if isinstance(value, str):
+            for old, new in self._subs:
+                value = value.replace(old, new)
+            return re.sub(r"@\d+\b", "@<bus>", value)
+        if isinstance(value, bytes):
+            for old, new in self._subs:
+                value = value.replace(old.encode(), new.encode())
+            for i, n in enumerate(self.nodes):
+                value = value.replace(b":%d\r\n" % n.port, b":<port%d>\r\n" % i)
+                value = value.replace(b"\r\n%d\r\n" % n.port, b"\r\n<port%d>\r\n" % i)
+            return value
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int):
+            for i, n in enumerate(self.nodes):
+                if value == n.port and value > 16383:
+                    return f"<port{i}>"
+            return value
+        if isinstance(value, (list, tuple)):
+            return type(value)(self.normalise(v) for v in value)
+        if isinstance(value, dict):
+            return {self.normalise(k): self.normalise(v) for k, v in value.items()}
+        if isinstance(value, (set, frozenset)):
+            return sorted((self.normalise(v) for v in value), key=repr)
+        return value
+
+    def close(self) -> None:
+        for c in [*self._plain.values(), *self._resetters]:
+            c.close()
+
+
+@pytest.fixture(scope="session")
+def emulated_lab() -> Iterator[Lab]:
+    """One 3-master emulated cluster for the session (it starts in milliseconds)."""
+    lab = start_lab(masters=3, backend="emulated")
+    yield lab
+    lab.stop()
+
+
+@pytest.fixture(scope="session")
+def emu_ctx(emulated_lab: Lab) -> Iterator[Ctx]:
+    ctx = Ctx(emulated_lab)
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture(scope="session")
+def real_ctx(real_lab_session: Lab) -> Iterator[Ctx]:
+    ctx = Ctx(real_lab_session)
+    yield ctx
+    ctx.close()
+
+
+def _params(cases: list[Case] = CASES) -> list[Any]:
+    params = []
+    for c in cases:
+        marks = [pytest.mark.xfail(strict=True, reason=c.diff)] if c.diff else []
+        params.append(pytest.param(c, id=c.id, marks=marks))
+    return params
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("case", _params())
+def test_same_outcome_on_both_backends(case: Case, real_ctx: Ctx, emu_ctx: Ctx) -> None:
+    expected = real_ctx.run(case)
+    got = emu_ctx.run(case)
+    assert got == expected
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
+def test_emulated_runs_case(case: Case, emu_ctx: Ctx) -> None:
+    outcome = emu_ctx.run(case)
+    assert "slotlab emulator internal error" not in repr(outcome)
+
+
+# ---- with replicas ---------------------------------------------------------------------------
+
+
+def _wait_for_replicas(lab: Lab, timeout: float = 30.0) -> None:
+    """A new replica is listed in CLUSTER SLOTS only once it has synced and the other nodes
+    have heard so through gossip: wait until every node lists every replica."""
+    deadline = time.monotonic() + timeout
+    for node in lab.nodes:
+        with redis.Redis(host=node.host, port=node.port) as r:
+            while not all(len(e) >= 4 for e in r.execute_command("CLUSTER", "SLOTS")):
+                if time.monotonic() > deadline:
+                    raise AssertionError("the replicas did not sync in time")
+                time.sleep(0.05)
+
+
+#: Comparing a cluster with replicas costs ~10 s more (a real replica syncs, then gossip tells
+#: the other nodes), so it runs only when asked for.
+REPLICAS_ENV = "SLOTLAB_FIDELITY_REPLICAS"
+
+
+@pytest.fixture(scope="session")
+def real_replica_ctx(real_server: Any) -> Iterator[Ctx]:
+    if os.environ.get(REPLICAS_ENV, "") in ("", "0"):
+        pytest.skip(f"comparing replicas takes ~10 s: set {REPLICAS_ENV}=1 to run it")
+    lab = start_lab(masters=3, replicas=1, backend="real")
+    try:
+        # The masters wait 5 s (repl-diskless-sync-delay) before the first sync: skip that.
+        for node in lab.nodes[:3]:
+            with redis.Redis(host=node.host, port=node.port) as r:
+                r.config_set("repl-diskless-sync-delay", 0)
+        _wait_for_replicas(lab)
+        ctx = Ctx(lab)
+        yield ctx
+        ctx.close()
+    finally:
+        lab.stop()
+
+
+@pytest.fixture(scope="session")
+def emu_replica_ctx() -> Iterator[Ctx]:
+    lab = start_lab(masters=3, replicas=1, backend="emulated")
+    ctx = Ctx(lab)
+    yield ctx
+    ctx.close()
+    lab.stop()
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("case", _params(REPLICA_CASES))
+def test_same_outcome_with_replicas(
+    case: Case, real_replica_ctx: Ctx, emu_replica_ctx: Ctx
+) -> None:
+    expected = real_replica_ctx.run(case)
+    got = emu_replica_ctx.run(case)
+    assert got == expected
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in REPLICA_CASES])
+def test_emulated_runs_replica_case(case: Case, emu_replica_ctx: Ctx) -> None:
+    outcome = emu_replica_ctx.run(case)
+    assert "slotlab emulator internal error" not in repr(outcome)
+
+
+def test_table_is_big_enough() -> None:
+    assert len(CASES) >= 150
+    assert len({c.id for c in CASES}) == len(CASES)
