@@ -8,14 +8,10 @@ emulated backend. Each either tags EVERY key or fails with the error the setting
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import math
-import subprocess
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,9 +24,8 @@ from redis.exceptions import (
 )
 
 from slotlab import batching, openim
-from slotlab.lab import Lab, start_lab
+from slotlab.lab import Lab
 from slotlab.slots import key_slot, key_slots
-from tests.conftest import real_server_or_skip
 
 KEYS = openim.create_group_keys("g1", "u1", ["u2"])  # the 14 keys of FACTS.md section 4
 BIG = openim.create_group_keys("g1", "u0", [f"u{i}" for i in range(1, 500)])  # 1508 keys
@@ -85,69 +80,6 @@ EXPECTED: dict[str, dict[str, tuple[type[Exception], str] | None]] = {
 # --------------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def standalone_server(path: str, workdir: Path) -> Iterator[redis.Redis]:
-    """One plain (non-cluster) redis-server on a unix socket: no TCP port to pick or clash."""
-    sock = workdir / "redis.sock"
-    args = [
-        path, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
-        "--save", "", "--appendonly", "no", "--dir", str(workdir),
-        "--logfile", str(workdir / "redis.log"), "--daemonize", "no",
-    ]  # fmt: skip
-    proc = subprocess.Popen(
-        args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    client = redis.Redis(unix_socket_path=str(sock), decode_responses=True)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError as exc:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"standalone redis-server did not start; see {workdir}"
-                    ) from exc
-                time.sleep(0.02)
-        yield client
-    finally:
-        client.close()
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
-@pytest.fixture(scope="module", params=["real", "emulated"])
-def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
-    """A 3-master cluster: the session's real one, or an emulated one for this module."""
-    if request.param == "real":
-        real_server_or_skip()
-        yield request.getfixturevalue("real_lab_session")
-        return
-    pytest.importorskip(
-        "slotlab.backends.emulated", reason="the emulated backend is not importable yet"
-    )
-    emulated = start_lab(masters=3, backend="emulated")
-    yield emulated
-    emulated.stop()
-
-
-@pytest.fixture(scope="module")
-def plain(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[redis.Redis]:
-    """One plain Redis that is not a cluster: a real redis-server, or fakeredis when emulated."""
-    if lab.backend_name == "real":
-        with standalone_server(real_server_or_skip().path, tmp_path_factory.mktemp("plain")) as r:
-            yield r
-    else:
-        import fakeredis
-
-        yield fakeredis.FakeRedis(decode_responses=True)
-
-
 class Clients:
     """The ways an application reaches the lab, made once per module and lab."""
 
@@ -158,10 +90,6 @@ class Clients:
         self._proxies: dict[bool, redis.Redis] = {}
 
     def proxy(self, script_check: bool = True) -> redis.Redis:
-        pytest.importorskip(
-            "slotlab.proxy",
-            reason="slotlab.proxy (the cloud-proxy model) is not importable: proxy tests wait",
-        )
         if script_check not in self._proxies:
             self._proxies[script_check] = self.lab.proxy_client(
                 "alibaba", script_check_enable=script_check
@@ -260,12 +188,12 @@ def test_by_client_slot_costs_one_round_trip_and_one_eval_per_slot(clients: Clie
     assert per_key.round_trips == 14
 
 
-def test_by_client_slot_asks_the_server_nothing_but_the_evals(clients: Clients) -> None:
+def test_by_client_slot_asks_the_server_nothing_but_the_evals(real_lab: Lab) -> None:
     """Through RedisCluster each EVAL names its node; else redis-py would first ask every EVAL's
-    keys of the server (COMMAND GETKEYS, one extra round trip per EVAL)."""
-    if clients.lab.backend_name != "real":
-        pytest.skip("counts commands with INFO commandstats, kept by the real server only")
-    nodes = [clients.lab.node_client(i) for i in range(len(clients.lab.nodes))]
+    keys of the server (COMMAND GETKEYS, one extra round trip per EVAL). Counted with INFO
+    commandstats, which only the real server keeps."""
+    clients = Clients(real_lab, redis.Redis())
+    nodes = [real_lab.node_client(i) for i in range(len(real_lab.nodes))]
     for n in nodes:
         n.config_resetstat()
     batching.by_client_slot(clients.cluster, KEYS)
@@ -336,9 +264,8 @@ def test_proxy_safe_script_names_every_key_as_keys_i() -> None:
 
 
 def test_the_proxy_check_accepts_proxy_safe_and_rejects_rockscaches_batch_script() -> None:
-    proxy = pytest.importorskip(
-        "slotlab.proxy", reason="slotlab.proxy (the cloud-proxy model) is not importable yet"
-    )
+    from slotlab import proxy
+
     for n in (1, 2, 50, 7999):
         assert proxy.check_script(batching.proxy_safe_script(n)) == []
     assert proxy.check_script(openim.TAG_AS_DELETED_SCRIPT) == []

@@ -8,11 +8,7 @@ kind of client, and each must either tag EVERY key or fail with the error FACTS.
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,9 +22,8 @@ from redis.exceptions import (
 )
 
 from slotlab import openim
-from slotlab.lab import Lab, start_lab
+from slotlab.lab import Lab
 from slotlab.slots import key_slot, key_slots
-from tests.conftest import real_server_or_skip
 
 G, OWNER, MEMBER = "g1", "u1", "u2"
 
@@ -59,69 +54,6 @@ ALIBABA_SLOT_TEXT = "'EVAL' command keys must in same slot"  # redis-py drops th
 # --------------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def standalone_server(path: str, workdir: Path) -> Iterator[redis.Redis]:
-    """One plain (non-cluster) redis-server on a unix socket: no TCP port to pick or clash."""
-    sock = workdir / "redis.sock"
-    args = [
-        path, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
-        "--save", "", "--appendonly", "no", "--dir", str(workdir),
-        "--logfile", str(workdir / "redis.log"), "--daemonize", "no",
-    ]  # fmt: skip
-    proc = subprocess.Popen(
-        args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    client = redis.Redis(unix_socket_path=str(sock), decode_responses=True)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError as exc:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"standalone redis-server did not start; see {workdir}"
-                    ) from exc
-                time.sleep(0.02)
-        yield client
-    finally:
-        client.close()
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
-@pytest.fixture(scope="module", params=["real", "emulated"])
-def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
-    """A 3-master cluster: the session's real one, or an emulated one for this module."""
-    if request.param == "real":
-        real_server_or_skip()
-        yield request.getfixturevalue("real_lab_session")
-        return
-    pytest.importorskip(
-        "slotlab.backends.emulated", reason="the emulated backend is not importable yet"
-    )
-    emulated = start_lab(masters=3, backend="emulated")
-    yield emulated
-    emulated.stop()
-
-
-@pytest.fixture(scope="module")
-def plain(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[redis.Redis]:
-    """One plain Redis that is not a cluster: a real redis-server, or fakeredis when emulated."""
-    if lab.backend_name == "real":
-        with standalone_server(real_server_or_skip().path, tmp_path_factory.mktemp("plain")) as r:
-            yield r
-    else:
-        import fakeredis
-
-        yield fakeredis.FakeRedis(decode_responses=True)
-
-
 class Clients:
     """The ways an application reaches the lab, made once per module and lab."""
 
@@ -132,10 +64,6 @@ class Clients:
         self._proxies: dict[tuple[str, bool], redis.Redis] = {}
 
     def proxy(self, personality: str = "alibaba", script_check: bool = True) -> redis.Redis:
-        pytest.importorskip(
-            "slotlab.proxy",
-            reason="slotlab.proxy (the cloud-proxy model) is not importable: proxy tests wait",
-        )
         key = (personality, script_check)
         if key not in self._proxies:
             self._proxies[key] = self.lab.proxy_client(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
 import os
 import random
 import signal
@@ -47,8 +46,6 @@ BACKENDS = ["real", "emulated"]
 @pytest.fixture(scope="session")
 def emulated_lab_session() -> Iterator[Lab]:
     """One 3-master emulated cluster for this file's tests."""
-    if importlib.util.find_spec("slotlab.backends.emulated") is None:
-        pytest.skip("slotlab.backends.emulated is not installed yet")
     lab = start_lab(masters=3, backend="emulated")
     yield lab
     lab.stop()

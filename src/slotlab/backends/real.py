@@ -242,6 +242,10 @@ class RealBackend(Backend):
             "--cluster-node-timeout", "2000",
             "--save", "",
             "--appendonly", "no",
+            # A new replica syncs at once instead of waiting 5 s for more replicas to batch.
+            "--repl-diskless-sync-delay", "0",
+            # A replica is listed in CLUSTER SLOTS only once its offset moves: ping every 1 s.
+            "--repl-ping-replica-period", "1",
             "--dir", self.workdir,
             "--logfile", str(log),
             "--daemonize", "no",
@@ -393,6 +397,10 @@ class RealBackend(Backend):
                     problem = f"node {srv.port} does not yet see every replica"
                     break
                 slots = c.execute_command("CLUSTER", "SLOTS")
+                # Each entry is [lo, hi, master, replica...]; a replica shows once it syncs.
+                if any(len(entry) != 3 + self.replicas for entry in slots):
+                    problem = f"node {srv.port} does not yet list every replica in CLUSTER SLOTS"
+                    break
                 views.add(repr(sorted(repr(s) for s in slots)))
             if not problem and len(views) != 1:
                 problem = "nodes disagree on CLUSTER SLOTS"
