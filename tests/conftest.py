@@ -6,12 +6,8 @@ Tests that need a redis-server skip with a one-line reason when none is found, e
 
 from __future__ import annotations
 
-import contextlib
 import os
-import subprocess
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -57,42 +53,6 @@ def real_lab(real_lab_session: Lab) -> Lab:
     return real_lab_session
 
 
-@contextlib.contextmanager
-def standalone_server(path: str, workdir: Path) -> Iterator[redis.Redis]:
-    """One plain (non-cluster) redis-server on a unix socket: no TCP port to pick or clash."""
-    sock = workdir / "redis.sock"
-    args = [
-        path, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
-        "--save", "", "--appendonly", "no", "--dir", str(workdir),
-        "--logfile", str(workdir / "redis.log"), "--daemonize", "no",
-    ]  # fmt: skip
-    proc = subprocess.Popen(
-        args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    client = redis.Redis(unix_socket_path=str(sock), decode_responses=True)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError as exc:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"standalone redis-server did not start; see {workdir}"
-                    ) from exc
-                time.sleep(0.02)
-        yield client
-    finally:
-        client.close()
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 @pytest.fixture(scope="module", params=["real", "emulated"])
 def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     """A 3-master cluster: the session's real one, or an emulated one for this module."""
@@ -106,12 +66,7 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
 
 
 @pytest.fixture(scope="module")
-def plain(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[redis.Redis]:
-    """One plain Redis that is not a cluster: a real redis-server, or fakeredis when emulated."""
-    if lab.backend_name == "real":
-        with standalone_server(real_server_or_skip().path, tmp_path_factory.mktemp("plain")) as r:
-            yield r
-    else:
-        import fakeredis
-
-        yield fakeredis.FakeRedis(decode_responses=True)
+def plain(lab: Lab) -> redis.Redis:
+    """A plain Redis that is not a cluster, of the lab's backend: a real redis-server, or a
+    fakeredis server."""
+    return lab.standalone_client()

@@ -283,3 +283,25 @@ def test_a_server_older_than_7_is_refused(
 def test_the_server_found_is_usable() -> None:
     server = real_server_or_skip()
     assert server.version >= (7, 0, 0)
+
+
+def test_a_standalone_server_runs_beside_the_cluster_and_stops_with_it(
+    real_server: real.ServerBinary,
+) -> None:
+    with slotlab.start_lab(masters=1, backend="real") as lab:
+        single = lab.standalone_client()
+        info = single.info("server")
+        assert info["redis_mode"] == "standalone"
+        # One server, no slots: a multi-key EVAL over any keys works.
+        assert single.eval("return #KEYS", 2, "a", "b") == 2
+        pid = int(info["process_id"])
+    assert _wait_gone([pid], 5) == []
+
+
+def test_the_emulated_backend_has_a_standalone_server_too() -> None:
+    with slotlab.start_lab(masters=1, backend="emulated") as lab:
+        single = lab.standalone_client()
+        assert single.eval("return #KEYS", 2, "a", "b") == 2
+        port = single.connection_pool.connection_kwargs["port"]
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis(port=port, socket_connect_timeout=1).ping()

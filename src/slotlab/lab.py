@@ -186,6 +186,19 @@ class Lab:
         self._clients.append(client)
         return client
 
+    def standalone_client(self, **kwargs: Any) -> redis.Redis:
+        """A plain client to a new single Redis server, not a cluster, of this lab's backend.
+
+        Many applications start on one server and move to a cluster later; compare the two.
+        The server stops with the lab.
+        """
+        self._check_running()
+        host, port = self.backend.start_standalone()
+        kwargs.setdefault("decode_responses", True)
+        client = redis.Redis(host=host, port=port, **kwargs)
+        self._clients.append(client)
+        return client
+
     def node_client_for(self, key: str | bytes, **kwargs: Any) -> redis.Redis:
         """A plain client to the master that owns ``key``'s slot.
 

@@ -60,6 +60,14 @@ class Backend(abc.ABC):
     def stop(self) -> None:
         """Stop every node this backend started. Safe to call twice."""
 
+    def start_standalone(self) -> tuple[str, int]:
+        """Start one plain, non-cluster server of this backend's kind; return (host, port).
+
+        It stops with the backend. For comparing a cluster with the single server an
+        application may have started on.
+        """
+        raise NotImplementedError(f"the {self.name} backend cannot start a standalone server")
+
     def alive(self) -> bool:
         """True while every node this backend started is still running."""
         return True

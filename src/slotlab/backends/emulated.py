@@ -2314,6 +2314,7 @@ class EmulatedBackend(Backend):
         self._thread: threading.Thread | None = None
         self.pending: set[asyncio.Future[Any]] = set()
         self._internal: dict[str, _InternalClient] = {}
+        self._standalone: list[fakeredis.TcpFakeServer] = []
         self._build()
         try:
             self._start()
@@ -2420,10 +2421,22 @@ class EmulatedBackend(Backend):
             f"{self.masters} masters, {self.replicas} replica(s) per master, on loopback"
         )
 
+    def start_standalone(self) -> tuple[str, int]:
+        """A plain fakeredis server (no cluster) on a loopback port; it stops with the lab."""
+        if self._stopped:
+            raise RuntimeError("this backend was stopped")
+        server = fakeredis.TcpFakeServer(("127.0.0.1", 0), server_version=(7, 0))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self._standalone.append(server)
+        return "127.0.0.1", int(server.server_address[1])
+
     def stop(self) -> None:
         if self._stopped:
             return
         self._stopped = True
+        for server in self._standalone:
+            server.shutdown()
+            server.server_close()
         loop, thread = self.loop, self._thread
         if loop is not None and thread is not None and thread.is_alive():
             loop.call_soon_threadsafe(loop.stop)

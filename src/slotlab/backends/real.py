@@ -188,6 +188,7 @@ class _Server:
     cluster_port: int
     proc: subprocess.Popen[bytes]
     log: Path
+    cluster: bool = True
     node_id: str = ""
 
     def log_tail(self, lines: int = 5) -> str:
@@ -228,18 +229,21 @@ class RealBackend(Backend):
 
     # ---- starting -------------------------------------------------------------------------
 
-    def _spawn(self, taken: set[int]) -> _Server:
+    def _spawn(self, taken: set[int], cluster: bool = True) -> _Server:
         port = free_port(taken)
-        cport = free_port(taken)
+        cport = free_port(taken) if cluster else 0
         log = Path(self.workdir) / f"redis-{port}.log"
-        args = [
-            self.server.path,
-            "--port", str(port),
-            "--bind", "127.0.0.1",
+        cluster_args = [
             "--cluster-enabled", "yes",
             "--cluster-port", str(cport),
             "--cluster-config-file", f"nodes-{port}.conf",
             "--cluster-node-timeout", "2000",
+        ] if cluster else []  # fmt: skip
+        args = [
+            self.server.path,
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            *cluster_args,
             "--save", "",
             "--appendonly", "no",
             # A new replica syncs at once instead of waiting 5 s for more replicas to batch.
@@ -260,7 +264,7 @@ class RealBackend(Backend):
             close_fds=True,
         )
         self._reaper.watch(proc.pid)
-        srv = _Server(port, cport, proc, log)
+        srv = _Server(port, cport, proc, log, cluster)
         self._spawned.append(srv)
         return srv
 
@@ -282,6 +286,8 @@ class RealBackend(Backend):
                     if int(info["process_id"]) != srv.proc.pid:
                         # Another program answers on this port, so our server cannot bind it.
                         return "port-taken"
+                    if not srv.cluster:
+                        return "ready"
                     myid = r.execute_command("CLUSTER", "MYID")
                     srv.node_id = myid.decode() if isinstance(myid, bytes) else str(myid)
                     if srv.node_id != self._node_id_from_conf(srv):
@@ -420,6 +426,24 @@ class RealBackend(Backend):
         return [
             NodeAddress("127.0.0.1", s.port, s.node_id, s.proc.pid) for s in self._servers
         ]
+
+    def start_standalone(self) -> tuple[str, int]:
+        """Start a plain (non-cluster) redis-server beside the cluster; it stops with the lab."""
+        if self._stopped:
+            raise RuntimeError("this backend was stopped")
+        taken = {s.port for s in self._spawned} | {s.cluster_port for s in self._spawned}
+        for _attempt in range(20):
+            srv = self._spawn(taken, cluster=False)
+            state = self._wait_ready(srv, time.monotonic() + STARTUP_TIMEOUT)
+            if state == "ready":
+                return "127.0.0.1", srv.port
+            self._kill(srv)
+            if state != "port-taken":
+                raise LabStartError(
+                    f"a standalone redis-server on port {srv.port} did not start. "
+                    f"Its log ends:\n{srv.log_tail()}"
+                )
+        raise LabStartError("other programs kept taking the free ports; tried 20 times")
 
     def alive(self) -> bool:
         return not self._stopped and all(s.proc.poll() is None for s in self._servers)
