@@ -130,3 +130,30 @@ def keys_on_slots(
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=len(ranges),
                   fontsize="small", frameon=False)  # fmt: skip
     return ax
+
+
+def strategy_rates(
+    measured: Mapping[tuple[str, str, int], tuple[int, int, float]],
+    sizes: Sequence[int],
+    *,
+    title: str = "Keys tagged per second",
+    ax: Any | None = None,
+) -> Any:
+    """Bars of keys per second for each (setting, strategy), grouped by group size.
+
+    ``measured`` maps ``(setting, strategy, members)`` to ``(keys, round_trips, keys_per_s)``.
+    """
+    ax = _axes(ax, (9, 3.6))
+    series = list(dict.fromkeys((where, name) for where, name, _ in measured))
+    width = 0.8 / len(series)
+    x = np.arange(len(sizes))
+    for i, (where, name) in enumerate(series):
+        rates = [measured[where, name, m][2] for m in sizes]
+        ax.bar(x + i * width, rates, width=width, label=f"{where}: {name}",
+               color=NODE_COLOURS[i % len(NODE_COLOURS)],
+               hatch="//" if "proxy" in where else None)  # fmt: skip
+    ax.set_xticks(x + width * (len(series) - 1) / 2, [f"{m} members" for m in sizes])
+    ax.set_ylabel("keys tagged per second")
+    ax.set_title(title)
+    ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return ax
