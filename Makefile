@@ -33,14 +33,16 @@ lint: $(VENV)/.test
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 
+# Two workers (xdist) keep the run short on a 2-core machine; each starts its own labs.
 unit: $(VENV)/.test
-	$(BIN)/python -m pytest tests -p no:cacheprovider $(ARGS)
+	$(BIN)/python -m pytest tests -n auto -p no:cacheprovider $(ARGS)
 
 # Strict nbval over every notebook, once per backend this machine has (`slotlab backends`).
 nbval: $(VENV)/.test
 	@set -e; for backend in $$($(BIN)/slotlab backends); do \
 		echo "== notebooks on the $$backend backend"; \
-		SLOTLAB_BACKEND=$$backend $(BIN)/python -m pytest notebooks $(NBVAL) $(ARGS); \
+		SLOTLAB_BACKEND=$$backend $(BIN)/python -m pytest notebooks -n auto --dist loadfile \
+			$(NBVAL) $(ARGS); \
 	done
 
 # Stored outputs come from the authoritative backend: a real cluster.
