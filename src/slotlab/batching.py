@@ -28,13 +28,24 @@ per-group ``{<gid>}`` tags put one group's keys together, but not its members' u
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Final, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
-from redis.cluster import RedisCluster
+import redis
+from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    NoScriptError,
+    ResponseError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from slotlab.openim import (
     DEFAULT_DELAY,
@@ -52,7 +63,7 @@ from slotlab.openim import (
     v3_7_per_key,
     v3_8_by_slot,
 )
-from slotlab.slots import key_slots
+from slotlab.slots import key_slot, key_slots
 
 __all__ = [
     "GLOBAL_TAG",
@@ -151,6 +162,232 @@ def by_server_slot(
 # --------------------------------------------------------------------------------------------
 # The fixes: group by slot on the client (CRC16), send every chunk in ONE pipeline
 # --------------------------------------------------------------------------------------------
+#
+# Both fixes write the pipeline's bytes themselves and send them on the client's own pooled
+# connections: redis-py's pipelines spend more client CPU per command than a server spends
+# running the script (RedisCluster's pipeline about 9 us a command in routing, packing and
+# parsing; a server runs one of these scripts in about 3). The bytes are the ones redis-py
+# sends: RESP arrays of bulk strings, str keys in UTF-8 (as redis-py's hiredis packer, and
+# slotlab's key_slot, encode them).
+#
+# Through a cluster client a node's first chunk of a script is an EVAL, which leaves the body
+# in that node's script cache; its later chunks of that script are EVALSHAs down the same
+# connection, so they run after it (the server neither receives nor hashes the body again). A
+# chunk answered NOSCRIPT (a SCRIPT FLUSH from elsewhere in between, or a redirected EVAL that
+# never ran) goes again as EVAL. Through any other client every chunk is an EVAL, body
+# included, as rockscache sends it: a plain client cannot tell which node a command reaches,
+# and a proxy checks the body it sees.
+
+_REDO_THROUGH_CLUSTER: Final = (
+    AskError,  # MovedError too: redis-py makes MovedError a kind of AskError
+    TryAgainError,
+    ClusterDownError,
+    NoScriptError,
+    RedisConnectionError,
+    RedisTimeoutError,
+)
+"""Replies to the per-node pipelines that send a chunk again through ``RedisCluster``."""
+
+
+def _bulk(data: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+@lru_cache(maxsize=256)
+def _sha(script: str) -> str:
+    """The SHA1 that names ``script`` on a server (EVALSHA's argument)."""
+    return hashlib.sha1(script.encode()).hexdigest()
+
+
+@lru_cache(maxsize=512)
+def _head(sha: bool, script: str, n: int) -> bytes:
+    """RESP of ``EVAL <script> <n>`` (``EVALSHA <sha1> <n>`` if ``sha``): the start of a script
+    call whose ``n`` keys and one argument, the delay, follow."""
+    command, name = (b"EVALSHA", _sha(script)) if sha else (b"EVAL", script)
+    return b"*%d\r\n" % (n + 4) + _bulk(command) + _bulk(name.encode()) + _bulk(b"%d" % n)
+
+
+class _Batch:
+    """One call's keys grouped by slot and cut into chunks, and each chunk's command."""
+
+    def __init__(
+        self,
+        keys: list[str | bytes],
+        delay: int,
+        chunk_size: int,
+        script_for: Callable[[int], str],
+    ) -> None:
+        self.keys = keys
+        self.delay = delay
+        self.script_for = script_for
+        encoded = [k.encode() if isinstance(k, str) else k for k in keys]
+        # A handful of keys: numpy's setup costs more than a loop.
+        few = len(encoded) < 32
+        slots = [key_slot(k) for k in encoded] if few else key_slots(encoded).tolist()
+        groups: dict[int, list[int]] = {}  # slot -> its keys' indices; slots as first seen
+        for i, slot in enumerate(slots):
+            group = groups.get(slot)
+            if group is None:
+                groups[slot] = [i]
+            else:
+                group.append(i)
+        self.chunks: list[tuple[int, list[int]]] = []
+        """(slot, its keys' indices) of every chunk: one EVAL each."""
+        for slot, group in groups.items():
+            if len(group) <= chunk_size:
+                self.chunks.append((slot, group))
+            else:
+                self.chunks += [
+                    (slot, group[lo : lo + chunk_size]) for lo in range(0, len(group), chunk_size)
+                ]
+        self.bulks = [b"$%d\r\n%s\r\n" % (len(k), k) for k in encoded]
+        self.tail = _bulk(b"%d" % delay)
+
+    def write(self, out: list[bytes], c: int, sha: bool | set[str]) -> bool:
+        """Append chunk ``c``'s command to ``out``: EVALSHA if ``sha`` is True, or is a set that
+        holds the chunk's script already; else EVAL (and the script joins the set). True for
+        EVALSHA."""
+        idx = self.chunks[c][1]
+        n = len(idx)
+        script = self.script_for(n)
+        if isinstance(sha, set):
+            seen = sha
+            sha = script in seen
+            seen.add(script)
+        out.append(_head(sha, script, n))
+        bulks = self.bulks
+        if n == 1:
+            out.append(bulks[idx[0]])
+        else:
+            out += [bulks[i] for i in idx]
+        out.append(self.tail)
+        return sha
+
+    def args(self, c: int, sha: bool) -> list[Any]:
+        """Chunk ``c``'s command as redis-py's ``execute_command`` takes it."""
+        keys = [self.keys[i] for i in self.chunks[c][1]]
+        script = self.script_for(len(keys))
+        if sha:
+            return ["EVALSHA", _sha(script), len(keys), *keys, self.delay]
+        return ["EVAL", script, len(keys), *keys, self.delay]
+
+
+def _raise_first_error(
+    client: Client, replies: Sequence[Any], args_of: Callable[[int], list[Any]]
+) -> None:
+    """Raise the first error among ``replies`` (reply ``p`` answers the pipeline's command
+    ``p``), its message prefixed as redis-py's pipelines prefix it."""
+    for p, reply in enumerate(replies):
+        if isinstance(reply, Exception):
+            client.pipeline(transaction=False).annotate_exception(reply, p + 1, args_of(p))
+            raise reply
+
+
+def _send_to_cluster(rc: RedisCluster, batch: _Batch) -> tuple[int, int]:
+    """Every chunk to the master of its slot: one pipeline per node, all written before any is
+    read, so one round trip. Chunks answered with a redirect, TRYAGAIN, CLUSTERDOWN, NOSCRIPT or
+    a connection error go again, as EVAL, through ``RedisCluster``'s own pipeline, which
+    follows redirects: one more round trip. Returns (round trips, commands)."""
+    chunks = batch.chunks
+    manager = rc.nodes_manager
+    # slots_cache[slot][0] is the slot's master, what get_node_from_slot() answers after taking
+    # a lock (about 1 us a call). A stale entry costs a MOVED, which is followed below.
+    owners = manager.slots_cache
+    per_node: dict[str, tuple[ClusterNode, list[int]]] = {}
+    for c, (slot, _idx) in enumerate(chunks):
+        nodes = owners.get(slot)
+        node = nodes[0] if nodes else manager.get_node_from_slot(slot)
+        entry = per_node.get(node.name)
+        if entry is None:
+            per_node[node.name] = (node, [c])
+        else:
+            entry[1].append(c)
+
+    replies: list[Any] = [None] * len(chunks)
+    as_sha = [False] * len(chunks)
+    held: list[tuple[Any, Any]] = []  # (pool, connection): given back at the end
+    written: list[tuple[Any, list[int]]] = []  # (connection, its chunks): replies to read
+    done = 0  # connections of `written` read to the end
+    try:
+        for node, cs in per_node.values():
+            out: list[bytes] = []
+            with_body: set[str] = set()
+            for c in cs:
+                as_sha[c] = batch.write(out, c, with_body)
+            try:
+                pool = rc.get_redis_connection(node).connection_pool
+                conn = pool.get_connection()
+                held.append((pool, conn))
+                conn.send_packed_command([b"".join(out)])
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                for c in cs:
+                    replies[c] = exc
+                continue
+            written.append((conn, cs))
+        for conn, cs in written:
+            for k, c in enumerate(cs):
+                try:
+                    replies[c] = conn.read_response()
+                except ResponseError as exc:
+                    replies[c] = exc
+                except (RedisConnectionError, RedisTimeoutError) as exc:  # conn is closed
+                    for rest in cs[k:]:
+                        replies[rest] = exc
+                    break
+            done += 1
+    finally:
+        for conn, _cs in written[done:]:
+            conn.disconnect()  # replies left unread would reach the connection's next user
+        for pool, conn in held:
+            pool.release(conn)
+
+    round_trips, commands = 1, len(chunks)
+    redo = [c for c, reply in enumerate(replies) if isinstance(reply, _REDO_THROUGH_CLUSTER)]
+    if redo:
+        pipe = rc.pipeline(transaction=False)
+        for c in redo:
+            target = manager.get_node_from_slot(chunks[c][0])
+            pipe.execute_command(*batch.args(c, sha=False), target_nodes=target)
+        for c, reply in zip(redo, pipe.execute(raise_on_error=False), strict=True):
+            replies[c] = reply
+            as_sha[c] = False
+        round_trips += 1
+        commands += len(redo)
+    _raise_first_error(rc, replies, lambda c: batch.args(c, as_sha[c]))
+    return round_trips, commands
+
+
+def _send_to_one_address(client: redis.Redis, batch: _Batch) -> tuple[int, int]:
+    """Every chunk's EVAL down one connection of a plain client (to a proxy, a node, one
+    server), in one pipeline: one round trip, tried again on a lost connection as redis-py
+    tries a pipeline again. Returns (round trips, commands)."""
+    out: list[bytes] = []
+    for c in range(len(batch.chunks)):
+        batch.write(out, c, sha=False)
+    packed, count = b"".join(out), len(batch.chunks)
+    pool = client.connection_pool
+    conn = pool.get_connection()
+
+    def exchange() -> list[Any]:
+        conn.send_packed_command([packed])
+        replies: list[Any] = [None] * count
+        try:
+            for k in range(count):
+                try:
+                    replies[k] = conn.read_response()
+                except ResponseError as exc:
+                    replies[k] = exc
+        except BaseException:
+            conn.disconnect()  # replies left unread would reach the connection's next user
+            raise
+        return replies
+
+    try:
+        replies: list[Any] = conn.retry.call_with_retry(exchange, lambda _error: conn.disconnect())
+    finally:
+        pool.release(conn)
+    _raise_first_error(client, replies, lambda c: batch.args(c, sha=False))
+    return 1, count
 
 
 def _by_client_slot(
@@ -165,39 +402,12 @@ def _by_client_slot(
     delay = check_delay(delay)
     chunk_size = check_batch_size(chunk_size, "chunk_size")
     start = time.perf_counter()
-    groups: dict[int, list[str | bytes]] = {}
-    for key, slot in zip(key_list, key_slots(key_list).tolist(), strict=True):
-        groups.setdefault(slot, []).append(key)
-    chunks = [
-        (slot, group[lo : lo + chunk_size])
-        for slot, group in groups.items()
-        for lo in range(0, len(group), chunk_size)
-    ]
+    batch = _Batch(key_list, delay, chunk_size, script_for)
     if is_cluster_client(client):
-        # ClusterPipeline has no eval(); execute_command("EVAL", ...) works, but left to find
-        # the keys itself redis-py asks the server COMMAND GETKEYS for every EVAL (one extra
-        # round trip each, script body included). Naming the slot's node avoids that; a MOVED
-        # reply is still followed, routed by the EVAL's keys.
-        rc = cast(RedisCluster, client)
-        cpipe = rc.pipeline(transaction=False)
-        for slot, chunk in chunks:
-            cpipe.execute_command(
-                "EVAL",
-                script_for(len(chunk)),
-                len(chunk),
-                *chunk,
-                delay,
-                target_nodes=rc.nodes_manager.get_node_from_slot(slot),
-            )
-        cpipe.execute()
+        trips, evals = _send_to_cluster(cast(RedisCluster, client), batch)
     else:
-        pipe = client.pipeline(transaction=False)
-        for _slot, chunk in chunks:
-            pipe.eval(script_for(len(chunk)), len(chunk), *chunk, delay)
-        pipe.execute()
-    return BatchResult(
-        name, len(key_list), 1, len(chunks), len(chunks), time.perf_counter() - start
-    )
+        trips, evals = _send_to_one_address(cast(redis.Redis, client), batch)
+    return BatchResult(name, len(key_list), trips, evals, evals, time.perf_counter() - start)
 
 
 def _batch_script(n: int) -> str:
@@ -217,10 +427,14 @@ def by_client_slot(
     No EVAL spans slots, so it is right on a cluster, behind a proxy and on one plain server,
     and one pipeline costs one round trip however many EVALs it carries (not a transaction:
     chunks are tagged independently). Through ``RedisCluster`` each EVAL is sent to the node
-    that owns its slot. It uses rockscache's batch script, whose loop variable an Alibaba-style
-    proxy's script check rejects: behind such a proxy use :func:`proxy_safe` (or turn the check
-    off). A plain client to ONE node of a cluster fails with MOVED for the other nodes' slots
-    (the chunks that node owns are tagged).
+    that owns its slot, one pipeline per node, all written before any is read (one round trip);
+    a node's later chunks of the script go as EVALSHA (counted among ``evals``). Chunks answered
+    with a redirect, TRYAGAIN, CLUSTERDOWN, NOSCRIPT or a lost connection go again through
+    ``RedisCluster``'s pipeline, which follows redirects (one more round trip, and its EVALs,
+    counted); then the first error left, if any, is raised. It uses rockscache's batch script,
+    whose loop variable an Alibaba-style proxy's script check rejects: behind such a proxy use
+    :func:`proxy_safe` (or turn the check off). A plain client to ONE node of a cluster fails
+    with MOVED for the other nodes' slots (the chunks that node owns are tagged).
     """
     return _by_client_slot(client, keys, delay, chunk_size, _batch_script, "by_client_slot")
 
