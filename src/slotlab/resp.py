@@ -161,10 +161,16 @@ class RequestReader:
     inline command, split like ``redis-cli`` input (quotes and escapes allowed). Malformed input
     raises ``ProtocolError`` with the server's text; the server sends it as ``-ERR <text>`` and
     closes the connection.
+
+    A well-formed multibulk request that arrived whole (the usual case) is read in one pass
+    straight from the bytes received, without copying them; anything else (a request cut
+    across reads, an inline command, an error) goes through the server's step-by-step parser.
     """
 
     def __init__(self) -> None:
-        self._buf = bytearray()
+        # The unparsed input starts at _pos. A bytes object as received while that works (no
+        # copy); a bytearray once a partial request has to grow by more than a little.
+        self._buf: bytes | bytearray = b""
         self._pos = 0
         self._left = 0  # bulk strings still to read in the current multibulk request
         self._bulklen = -1
@@ -172,7 +178,38 @@ class RequestReader:
 
     def feed(self, data: bytes) -> None:
         """Add bytes received from the client."""
-        self._buf += data
+        buf, pos = self._buf, self._pos
+        if pos >= len(buf):  # everything before was used up: keep the new bytes as they are
+            self._buf = data if type(data) is bytes else bytes(data)
+            self._pos = 0
+        elif type(buf) is bytes:
+            rest = len(buf) - pos
+            if rest <= _SMALL_REST:  # a short partial request: bytes again, so the fast path runs
+                self._buf = buf[pos:] + data
+            else:  # a big request arriving in pieces: grow a buffer instead of copying it again
+                grown = bytearray(memoryview(buf)[pos:])
+                grown += data
+                self._buf = grown
+            self._pos = 0
+        else:
+            buf += data
+
+    def feed_single(self, data: bytes) -> list[bytes] | None:
+        """Feed ``data``; if it is exactly one whole, well-formed multibulk request and nothing
+        was pending before it, return that command at once (its bytes are ``data``).
+
+        Otherwise return None: the bytes are kept, to be read with :meth:`get_command` or
+        :meth:`get_request`, exactly as after :meth:`feed`. The usual request of a client that
+        waits for each reply takes this path.
+        """
+        if not self._left and self._pos >= len(self._buf) and type(data) is bytes:
+            argv = _single_request(data)
+            if argv is not None:
+                self._buf = b""
+                self._pos = 0
+                return argv
+        self.feed(data)
+        return None
 
     def pending(self) -> int:
         """How many received bytes are not yet part of a returned command."""
@@ -180,6 +217,40 @@ class RequestReader:
 
     def get_command(self) -> list[bytes] | None:
         """The next complete command, ``[]`` for a request with no command, None for 'need more'."""
+        buf, pos = self._buf, self._pos
+        if not self._left and pos < len(buf) and buf[pos] == 0x2A and type(buf) is bytes:
+            found = _parse_multibulk(buf, pos)
+            if found is not None:
+                self._consumed(found[1])
+                return found[0]
+        return self._step()
+
+    def get_request(self) -> tuple[list[bytes], bytes | None] | None:
+        """Like :meth:`get_command`, with the request's own bytes as the client sent them.
+
+        The bytes are None when the request did not come as one well-formed multibulk array in
+        the buffer (an inline command, a request cut across reads): re-encode ``argv`` then.
+        A proxy forwards the bytes unchanged.
+        """
+        buf, pos = self._buf, self._pos
+        if not self._left and pos < len(buf) and buf[pos] == 0x2A and type(buf) is bytes:
+            found = _parse_multibulk(buf, pos)
+            if found is not None:
+                end = found[1]
+                self._consumed(end)
+                return found[0], buf if not pos and end == len(buf) else buf[pos:end]
+        argv = self._step()
+        return None if argv is None else (argv, None)
+
+    def _consumed(self, end: int) -> None:
+        if end >= len(self._buf):
+            self._buf = b""
+            self._pos = 0
+        else:
+            self._pos = end
+
+    def _step(self) -> list[bytes] | None:
+        """The server's parser, step by step: resumes a request cut across reads."""
         buf = self._buf
         if self._left == 0:
             if self._pos >= len(buf):
@@ -221,9 +292,16 @@ class RequestReader:
         return argv
 
     def _compact(self) -> None:
-        if self._pos:
-            del self._buf[: self._pos]
+        buf, pos = self._buf, self._pos
+        if not pos:
+            return
+        if pos >= len(buf):
+            self._buf = b""
             self._pos = 0
+        elif type(buf) is bytearray:
+            del buf[:pos]
+            self._pos = 0
+        # a bytes buffer stays as it is until it is used up or more bytes come (see feed)
 
     def _multibulk_header(self) -> bool:
         buf, pos = self._buf, self._pos
@@ -257,6 +335,87 @@ class RequestReader:
         if argv is None:
             raise ProtocolError("Protocol error: unbalanced quotes in request")
         return argv
+
+
+#: A partial request at most this long is copied into a new bytes object when more bytes come.
+_SMALL_REST: Final = 4096
+
+#: Numbers as the server accepts them (no sign, no leading zero), for the common small ones.
+_SMALL_NUMBERS: Final[dict[bytes, int]] = {b"%d" % i: i for i in range(1024)}
+
+
+#: ``$<n>`` for the bulk lengths _single_request checks.
+_BULK_HEADERS: Final = [b"$%d" % i for i in range(1024)]
+
+
+def _single_request(data: bytes) -> list[bytes] | None:
+    """The command when ``data`` is exactly one well-formed multibulk request, else None.
+
+    Split at every CRLF (in C), the request must read ``*N``, then N times ``$len`` and the
+    argument, then nothing: every length is checked against its argument, so an argument that
+    holds a CRLF itself cannot pass. Only small requests (arguments under 1 KB); others go to
+    :func:`_parse_multibulk`.
+    """
+    if not data or data[0] != 0x2A:  # '*'
+        return None
+    count = _SMALL_NUMBERS.get(data[1 : data.find(b"\r\n")])
+    if not count:
+        return None
+    parts = data.split(b"\r\n", 2 * count + 1)
+    if len(parts) != 2 * count + 2 or parts[-1]:
+        return None
+    argv = parts[2::2]
+    headers = _BULK_HEADERS
+    i = 1
+    for arg in argv:
+        size = len(arg)
+        if size >= 1024 or headers[size] != parts[i]:
+            return None
+        i += 2
+    return argv
+
+
+def _parse_multibulk(buf: bytes, pos: int = 0) -> tuple[list[bytes], int] | None:
+    """One complete, well-formed multibulk request at ``buf[pos]`` (a ``*``): (argv, its end).
+
+    None when the request is not all there or is not plainly well formed (no arguments, a
+    malformed number, a missing ``$``...): :class:`RequestReader`'s step-by-step parser then
+    takes it from the same place and does exactly what the server does. What this returns is
+    what that parser would return. Like the server, it does not look at the byte after each
+    ``\\r``.
+    """
+    n = len(buf)
+    nl = buf.find(b"\r", pos)
+    if nl < 0 or nl > n - 2:
+        return None
+    text = buf[pos + 1 : nl]
+    count = _SMALL_NUMBERS.get(text)
+    if count is None:
+        count = _string2ll(text)
+        if count is None or count > 2**31 - 1:
+            return None
+    if count <= 0 or count * 6 > n - nl:  # each argument takes at least 6 bytes: $0\r\n\r\n
+        return None
+    p = nl + 2
+    argv = []
+    small = _SMALL_NUMBERS
+    for _ in range(count):
+        nl = buf.find(b"\r", p)
+        if nl < 0 or nl > n - 2 or buf[p] != 0x24:  # '$'
+            return None
+        text = buf[p + 1 : nl]
+        size = small.get(text)
+        if size is None:
+            size = _string2ll(text)
+            if size is None or size < 0 or size > MAX_BULK_LEN:
+                return None
+        p = nl + 2
+        end = p + size
+        if end + 2 > n:
+            return None
+        argv.append(buf[p:end])
+        p = end + 2
+    return argv, p
 
 
 def _string2ll(data: bytes) -> int | None:
