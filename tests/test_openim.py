@@ -8,7 +8,6 @@ kind of client, and each must either tag EVERY key or fail with the error FACTS.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,8 +21,8 @@ from redis.exceptions import (
 )
 
 from slotlab import openim
-from slotlab.lab import Lab
 from slotlab.slots import key_slot, key_slots
+from tests.conftest import Clients, assert_all_tagged
 
 G, OWNER, MEMBER = "g1", "u1", "u2"
 
@@ -52,57 +51,6 @@ ALIBABA_SLOT_TEXT = "'EVAL' command keys must in same slot"  # redis-py drops th
 # --------------------------------------------------------------------------------------------
 # Labs: the same tests on the real and the emulated backend
 # --------------------------------------------------------------------------------------------
-
-
-class Clients:
-    """The ways an application reaches the lab, made once per module and lab."""
-
-    def __init__(self, lab: Lab, plain: redis.Redis) -> None:
-        self.lab = lab
-        self.plain = plain
-        self.cluster = lab.cluster_client()
-        self._proxies: dict[tuple[str, bool], redis.Redis] = {}
-
-    def proxy(self, personality: str = "alibaba", script_check: bool = True) -> redis.Redis:
-        key = (personality, script_check)
-        if key not in self._proxies:
-            self._proxies[key] = self.lab.proxy_client(
-                personality, script_check_enable=script_check
-            )
-        return self._proxies[key]
-
-    def node_for(self, key: str) -> redis.Redis:
-        """A plain client to the master of ``key``: where go-redis sends an EVAL."""
-        return self.lab.node_client_for(key)
-
-    def reset(self) -> None:
-        self.lab.reset()
-        self.plain.flushall()
-
-    def close(self) -> None:
-        for c in self._proxies.values():
-            c.close()
-        self.cluster.close()
-
-
-@pytest.fixture(scope="module")
-def module_clients(lab: Lab, plain: redis.Redis) -> Iterator[Clients]:
-    c = Clients(lab, plain)
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def clients(module_clients: Clients) -> Clients:
-    """The module's clients, with every node and the plain server emptied first."""
-    module_clients.reset()
-    return module_clients
-
-
-def assert_all_tagged(client: Any, keys: list[str]) -> None:
-    """EVERY key is in rockscache's deleted state: none missed."""
-    missed = [k for k in keys if not openim.tagged_as_deleted(client, k)]
-    assert missed == [], f"{len(missed)} of {len(keys)} keys not tagged, e.g. {missed[:3]}"
 
 
 def assert_none_exist(client: Any, keys: list[str]) -> None:
