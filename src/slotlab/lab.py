@@ -142,7 +142,7 @@ class Lab:
 
     @property
     def backend_name(self) -> str:
-        """Which backend runs the cluster: ``real``, ``emulated`` or ``external``."""
+        """Which backend runs the cluster: ``real`` or ``emulated``."""
         return self.backend.name
 
     @property
@@ -246,11 +246,6 @@ class Lab:
     def reset(self) -> None:
         """Empty every node (FLUSHALL) and its script cache (SCRIPT FLUSH); the cluster stays."""
         self._check_running()
-        if not self.backend.owns_nodes:
-            raise RuntimeError(
-                "this lab is attached to a cluster slotlab did not start; "
-                "slotlab will not flush it"
-            )
         topo = self.topology()
         for info in topo:
             with redis.Redis(host=info.host, port=info.port) as r:

@@ -48,8 +48,6 @@ class Backend(abc.ABC):
     """A source of cluster nodes. Masters come first in ``nodes``, then replicas."""
 
     name: str = "backend"
-    #: True when slotlab started the nodes and may flush and stop them.
-    owns_nodes: bool = True
 
     @property
     @abc.abstractmethod

@@ -2298,7 +2298,6 @@ class EmulatedBackend(Backend):
     """
 
     name = "emulated"
-    owns_nodes = True
 
     def __init__(self, masters: int = 3, replicas: int = 0) -> None:
         if masters < 1:

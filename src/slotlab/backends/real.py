@@ -203,7 +203,6 @@ class RealBackend(Backend):
     """A cluster of redis-server processes that this object starts, owns and stops."""
 
     name = "real"
-    owns_nodes = True
 
     def __init__(
         self, masters: int = 3, replicas: int = 0, server: ServerBinary | None = None
