@@ -117,7 +117,12 @@ byte for byte; the proxy only finds where each one ends.
 The hot path: a read that holds exactly one plain single-key command (GET, SET, HGET...) for a
 node this client is connected to goes to that node in one write, with no callback per request;
 a node read that is exactly one reply, next in its client's order, is written straight back.
-Anything else goes through the personality's rules.
+A pipeline is split into its requests all at once (``RequestReader.get_requests``), and each
+node gets its share of every 256 requests in one write. Scripts have a hot path too: an EVAL
+(or EVALSHA) whose script the proxy has already seen and checked (the verdict is kept per
+script body), with all its keys in one slot, goes straight to the node the same way, and its
+reply's place in line follows MOVED, ASK and NOSCRIPT itself. Anything else goes through the
+personality's rules.
 """
 
 from __future__ import annotations
@@ -190,6 +195,7 @@ _EXECABORT: Final = b"-EXECABORT Transaction discarded because of previous error
 
 MAX_REDIRECTS: Final = 5  # MOVED/ASK hops per command before the redirect reaches the client
 MAX_INFLIGHT: Final = 4096  # replies a client may have outstanding before we stop parsing
+_BATCH: Final = 256  # requests parsed at once before the nodes get what they hold
 CONNECT_TIMEOUT: Final = 2.0  # seconds to connect to a node
 DOWN_BACKOFF: Final = 0.1  # after a failed connect, fail fast for this long before retrying
 IDLE_PER_NODE: Final = 8  # idle node connections kept for the next client
@@ -281,11 +287,21 @@ def _one_reply(data: bytes) -> bool:
                 return False
             size = int(text)
         return nl + 4 + size == len(data)
-    return t in _LINES and data.find(b"\r\n") == len(data) - 2
+    return t in _LINES and len(data) > 2 and data.find(b"\r\n") == len(data) - 2
 
 
 _SIZES: Final[dict[bytes, int]] = {b"%d" % i: i for i in range(1024)}
 _SLOT_MASK: Final = SLOT_COUNT - 1
+
+
+def _key_slot(key: bytes) -> int:
+    """``slotlab.slots.key_slot`` for a bytes key, in fewer steps."""
+    tag = key.find(b"{")
+    if tag >= 0:
+        end = key.find(b"}", tag + 1)
+        if end > tag + 1:
+            key = key[tag + 1 : end]
+    return crc_hqx(key, 0) & _SLOT_MASK
 
 
 def _shown(name: bytes) -> str:
@@ -808,34 +824,25 @@ class _NodeConn(asyncio.Protocol):
             # that is next in its client's order is written to the client at once.
             pending.popleft()(data)
             return
+        buf = self._buf
+        src: bytes | bytearray
+        if not buf:
+            src = data  # replies are sliced straight out of the bytes received
+        elif len(buf) < 4096:
+            src = bytes(buf) + data  # the small rest of a read cut inside a reply
+            buf.clear()
+        else:
+            buf += data  # a big reply arriving in pieces: the scanner resumes where it was
+            src = buf
         proxy = self.proxy
         proxy._depth += 1
         try:
-            scan = self._scan.end
-            if not self._buf and pending:
-                # Fast path: the data holds whole replies (usual for small ones): no copying.
-                end = scan(data, 0)
-                if end == len(data):
-                    if data[:1] != b">":
-                        pending.popleft()(data)
-                    return
-                if end < 0:
-                    self._scan = _ReplyScanner()  # scan again from the start once buffered
-                    scan = self._scan.end
-            buf = self._buf
-            buf += data
-            pos = 0
-            while pending:
-                end = scan(buf, pos)
-                if end < 0:
-                    break
-                raw = bytes(buf[pos:end])
-                pos = end
-                if raw[:1] == b">":
-                    continue  # a RESP3 push is out of band: it answers no command
-                pending.popleft()(raw)
-            if pos:
-                del buf[:pos]
+            pos = self._take(src)
+            if src is buf:
+                if pos:
+                    del buf[:pos]
+            elif pos < len(src):
+                buf += memoryview(src)[pos:]
             if buf and not pending:
                 raise ValueError("a reply nobody asked for")
         except ValueError:
@@ -846,6 +853,52 @@ class _NodeConn(asyncio.Protocol):
             proxy._depth -= 1
             if not proxy._depth:
                 proxy._drain()
+
+    def _take(self, src: bytes | bytearray) -> int:
+        """Hand each whole reply at the start of ``src`` to its callback, oldest first; return
+        how far that got. Lines (``+OK``, ``:0``, ``_``, errors...) and bulk strings under 1 KB
+        are measured here; the scanner finds the end of anything else, and resumes a reply it
+        has begun in an earlier read."""
+        pending = self.pending
+        scanner = self._scan
+        scan = scanner.end
+        lines = _LINES
+        sizes = _SIZES
+        n = len(src)
+        pos = 0
+        while pending and pos < n:
+            if scanner._stack:  # a reply begun in an earlier read
+                end = scan(src, pos)
+            else:
+                t = src[pos]
+                if t in lines:
+                    end = src.find(b"\r\n", pos) + 2
+                    if end == 1:
+                        break
+                elif t == 0x24:  # '$'
+                    nl = src.find(b"\r\n", pos)
+                    if nl < 0:
+                        break
+                    text = src[pos + 1 : nl]
+                    size = sizes.get(text if isinstance(text, bytes) else bytes(text))
+                    if size is None:
+                        end = scan(src, pos)
+                    else:
+                        end = nl + 4 + size
+                        if end > n:
+                            break
+                else:
+                    end = scan(src, pos)
+            if end < 0:
+                break
+            raw = src[pos:end]
+            pos = end
+            if not isinstance(raw, bytes):
+                raw = bytes(raw)
+            if raw[:1] == b">":
+                continue  # a RESP3 push is out of band: it answers no command
+            pending.popleft()(raw)
+        return pos
 
 
 # ---- client connections -----------------------------------------------------------------------
@@ -891,6 +944,32 @@ class _Reply:
         else:
             self.data = data
             s._mark()
+
+
+class _ShaReply(_Reply):
+    """The place in line of an EVALSHA sent by the hot path whose script the proxy knows: if the
+    node answers NOSCRIPT (after any MOVED/ASK), the script goes to the first node again as
+    EVAL, as ``_Alibaba.script_call`` does, and that reply fills the place."""
+
+    __slots__ = ("home", "args", "body")
+
+    def __init__(self, session: _Session, addr: Addr, payload: bytes, args: list[bytes],
+                 body: bytes) -> None:  # fmt: skip
+        super().__init__(session, None, addr, payload)
+        self.home = addr
+        self.args = args
+        self.body: bytes | None = body
+
+    def __call__(self, data: bytes) -> None:
+        body = self.body
+        if body is not None and data.startswith(b"-NOSCRIPT"):
+            self.body = None
+            self.payload = None  # the EVAL's own redirects are followed by request()
+            args = self.args
+            name = b"eval" if args[0].lower() == b"evalsha" else b"eval_ro"
+            self.session.request(self.home, _encode([name, body, *args[2:]]), self)
+            return
+        super().__call__(data)
 
 
 class _Session(asyncio.Protocol):
@@ -960,7 +1039,13 @@ class _Session(asyncio.Protocol):
 
     # -- commands in --
     def pump(self) -> None:
-        """Parse and dispatch the commands received so far, in order."""
+        """Parse and dispatch the commands received so far, in order.
+
+        Plain multibulk requests (what clients send) are taken from the buffer up to _BATCH at
+        a time, and what a batch holds for the nodes is written before the next batch is
+        parsed, so that the nodes work on a long pipeline while the proxy is still reading it.
+        Anything else is read one request at a time by the server-exact parser.
+        """
         if self.pumping:
             return
         self.pumping = True
@@ -969,9 +1054,28 @@ class _Session(asyncio.Protocol):
         stats = self.proxy.stats
         try:
             while not self.closing and not self.closed:
-                if len(queue) >= MAX_INFLIGHT:
+                room = MAX_INFLIGHT - len(queue)
+                if room <= 0:
                     self.stalled = True
                     break
+                # A pipeline: the plain requests at the front of the buffer, split at once.
+                batch = reader.get_requests(min(room, _BATCH))
+                if batch:
+                    last = batch[-1]
+                    send_fast = self.send_fast
+                    for request in batch:
+                        args, payload = request
+                        stats["commands"] += 1
+                        more = request is not last or reader.pending() > 0
+                        if not send_fast(args, payload, more):
+                            self.dispatch(args, payload)
+                        if self.closing or self.closed:
+                            break  # QUIT: what follows is never read, as below
+                    # Send what this batch holds now, so the nodes work while we parse on.
+                    corked = self.proxy._corked
+                    while corked:
+                        corked.pop().uncork()
+                    continue
                 try:
                     got = reader.get_request()
                 except ProtocolError as exc:
@@ -991,7 +1095,8 @@ class _Session(asyncio.Protocol):
 
     def send_fast(self, args: list[bytes], raw: bytes, more: bool) -> bool:
         """The hot path: send ``raw`` if it is a plain command with one key at a fixed place
-        (GET, SET, HGET...), outside a transaction, to a node this client is connected to.
+        (GET, SET, HGET...), outside a transaction, to a node this client is connected to; a
+        script command (EVAL, EVALSHA...) if the rules' ``send_script`` sends it.
 
         It takes the route ``dispatch`` would take, in fewer steps: the bytes go to the node at
         once (with ``more`` commands to come in this read, in one write at the end of it), and
@@ -1002,13 +1107,10 @@ class _Session(asyncio.Protocol):
         if entry is None:
             entry = rules.fast_entry(args[0])
         place, arity = entry
+        if place <= 0:  # -1: a script (EVAL, EVALSHA...), which the rules may send as fast
+            return place < 0 and rules.send_script(self, args, raw, more, arity)
         n = len(args)
-        if (
-            not place
-            or (n != arity if arity > 0 else n < -arity)
-            or self.tx is not None
-            or self.tx_live
-        ):
+        if (n != arity if arity > 0 else n < -arity) or self.tx is not None or self.tx_live:
             return False
         key = args[place]
         tag = key.find(b"{")  # the hash tag rule, as in slotlab.slots.key_slot
@@ -1281,6 +1383,13 @@ class _Personality:
     def dispatch(self, s: _Session, args: list[bytes]) -> None:
         raise NotImplementedError
 
+    def send_script(
+        self, s: _Session, args: list[bytes], raw: bytes, more: bool, kind: int
+    ) -> bool:
+        """The hot path for a script command (``fast_entry`` gave ``(-1, kind)``): send it if
+        ``dispatch`` would send it unchanged to one node, else return False."""
+        return False
+
     def fast_entry(self, name: bytes) -> tuple[int, int]:
         """``(place, arity)`` when ``dispatch`` would send every command ``name`` with a valid
         arity, outside a transaction, unchanged to the owner of its key at ``place`` (GET, SET,
@@ -1439,6 +1548,84 @@ class _Alibaba(_Personality):
             }
         )
         self._tx_control = {b"multi", b"exec", b"discard", b"watch", b"quit", b"reset"}
+
+    def fast_entry(self, name: bytes) -> tuple[int, int]:
+        """As the base class; and ``(-1, 1)`` for EVAL/EVAL_RO, ``(-1, 2)`` for EVALSHA and
+        EVALSHA_RO, while ``script_call`` handles them: see ``send_script``."""
+        lower = name.lower()
+        if lower in self._SCRIPTS and self.handlers.get(lower) == self.script_call:
+            entry = (-1, 2 if lower.startswith(b"evalsha") else 1)
+            if len(self.fast) < 4096:
+                self.fast[name] = entry
+            return entry
+        return super().fast_entry(name)
+
+    def send_script(
+        self, s: _Session, args: list[bytes], raw: bytes, more: bool, kind: int
+    ) -> bool:
+        """Rule 3's hot path: a script command that passes every check, with a script the
+        proxy has already remembered (and checked, when the check is on), to a node this client
+        is connected to. It does what ``script_call`` does, in fewer steps: the client's bytes
+        go to the node (batched like ``send_fast``'s) and the reply's place in line follows
+        MOVED/ASK itself, and for an EVALSHA whose body the proxy knows, NOSCRIPT too.
+
+        False for anything else (an error to answer, a script not seen yet or rejected, a
+        transaction, no connection yet): ``dispatch`` then applies the rules as usual.
+        """
+        n = len(args)
+        if n < 4 or s.tx is not None:
+            return False
+        numkeys = _SIZES.get(args[2])  # what commands.string2ll gives, for 0 to 1023
+        if not numkeys or numkeys > n - 3:
+            return False
+        key = args[3]
+        tag = key.find(b"{")  # the hash tag rule, as in _key_slot
+        if tag >= 0:
+            end = key.find(b"}", tag + 1)
+            if end > tag + 1:
+                key = key[tag + 1 : end]
+        slot = crc_hqx(key, 0) & _SLOT_MASK
+        if numkeys > 1:
+            for i in range(4, 3 + numkeys):
+                if _key_slot(args[i]) != slot:
+                    return False
+        proxy = self.proxy
+        body: bytes | None
+        if kind == 1:
+            body = args[1]
+        else:
+            body = proxy._scripts.get(args[1].decode("ascii", "replace").lower())
+        if body is not None:
+            # Known bodies only: one in _bodies is remembered (its SHA is in _scripts), and its
+            # verdict is there once the check ran.
+            try:
+                bad = proxy._bodies[body]
+            except KeyError:
+                return False
+            if bad is not False and proxy.script_check_enable:
+                return False
+        addr = proxy._slots[slot] or proxy._any_master()
+        conn = s.conns.get(addr)
+        if conn is None or conn.transport is None or conn.dead:
+            return False
+        r = (
+            _Reply(s, None, addr, raw)
+            if kind == 1 or body is None
+            else _ShaReply(s, addr, raw, args, body)
+        )
+        s.queue.append(r)
+        conn.pending.append(r)
+        if more:
+            conn.out.append(raw)
+            if not conn.corked:
+                conn.corked = True
+                proxy._corked.append(conn)
+        elif conn.out:
+            conn.out.append(raw)
+            conn.uncork()
+        else:
+            conn.transport.write(raw)
+        return True
 
     def dispatch(self, s: _Session, args: list[bytes]) -> None:
         name = args[0].lower()
@@ -1608,7 +1795,7 @@ class _Alibaba(_Personality):
             self.proxy._remember_script(args[2])
             s.gather([(m, _encode(args)) for m in masters], self._first_error_or_first)
         elif sub == b"flush" and len(args) <= 3:
-            self.proxy._scripts.clear()
+            self.proxy._forget_scripts()
             self.proxy._verdicts.clear()
             self.all_masters_ok(s, args)
         elif sub == b"exists" and len(args) >= 3:
@@ -2114,6 +2301,8 @@ class Proxy:
         self._masters: list[Addr] = []
         self._scripts: dict[str, bytes] = {}
         self._verdicts: dict[bytes, bool] = {}
+        #: Bodies remembered in _scripts (under their SHA), and their verdict once checked.
+        self._bodies: dict[bytes, bool | None] = {}
         self._sessions: set[_Session] = set()
         self._idle: dict[tuple[Addr, int], list[_NodeConn]] = {}
         self._down: dict[Addr, tuple[float, str]] = {}
@@ -2414,9 +2603,16 @@ class Proxy:
     # ---- scripts ------------------------------------------------------------------------------
 
     def _remember_script(self, body: bytes) -> None:
+        if body in self._bodies:
+            return  # remembered already: its SHA is in _scripts
         if len(self._scripts) > 10000:
-            self._scripts.clear()
+            self._forget_scripts()
         self._scripts[hashlib.sha1(body).hexdigest()] = body
+        self._bodies[body] = self._verdicts.get(body)
+
+    def _forget_scripts(self) -> None:
+        self._scripts.clear()
+        self._bodies.clear()
 
     def _script_bad(self, body: bytes) -> bool:
         verdict = self._verdicts.get(body)
@@ -2425,6 +2621,8 @@ class Proxy:
             if len(self._verdicts) > 10000:
                 self._verdicts.clear()
             self._verdicts[body] = verdict
+        if body in self._bodies:
+            self._bodies[body] = verdict
         return verdict
 
 

@@ -165,6 +165,7 @@ class RequestReader:
     A well-formed multibulk request that arrived whole (the usual case) is read in one pass
     straight from the bytes received, without copying them; anything else (a request cut
     across reads, an inline command, an error) goes through the server's step-by-step parser.
+    A pipeline can be taken many requests at a time with :meth:`get_requests`.
     """
 
     def __init__(self) -> None:
@@ -175,6 +176,15 @@ class RequestReader:
         self._left = 0  # bulk strings still to read in the current multibulk request
         self._bulklen = -1
         self._argv: list[bytes] = []
+        # get_requests: the buffer it split (the bytes object), the parts, and which part
+        # starts where its next request will.
+        self._split_of: bytes | None = None
+        self._split_end = 0  # where in it the split window ends
+        self._window = _FIRST_WINDOW
+        self._unsplittable: bytes | None = None  # a buffer get_requests leaves alone
+        self._parts: list[bytes] = []
+        self._part = 0
+        self._part_at = 0
 
     def feed(self, data: bytes) -> None:
         """Add bytes received from the client."""
@@ -241,6 +251,105 @@ class RequestReader:
                 return found[0], buf if not pos and end == len(buf) else buf[pos:end]
         argv = self._step()
         return None if argv is None else (argv, None)
+
+    def get_requests(self, limit: int) -> list[tuple[list[bytes], bytes]]:
+        """Up to ``limit`` requests at once, each with its own bytes, for a pipeline.
+
+        It takes the requests from the buffer while they are whole multibulk arrays written the
+        plain way (``*N``, then ``$len`` and the argument for each, every line ending in CRLF,
+        1 to 1023 arguments), which is how clients write them: what :meth:`get_request` would
+        return for each, found from a C-level split of the buffer at every CRLF instead of a
+        parse per request. It stops before the first request that is not all there or not
+        written that way and returns what it has, maybe ``[]``: read that one with
+        :meth:`get_request`, then call this again (the split is kept, not done again).
+        """
+        buf, pos = self._buf, self._pos
+        if limit <= 0 or self._left or pos >= len(buf) or type(buf) is not bytes:
+            return []
+        if buf[pos] != 0x2A or buf is self._unsplittable:  # '*'
+            return []
+        if self._split_of is not buf or not self._resync(pos):
+            self._split(buf, pos)
+        parts = self._parts
+        last = len(parts) - 1  # parts[last] is not followed by CRLF: never a whole line
+        out: list[tuple[list[bytes], bytes]] = []
+        small = _SMALL_NUMBERS
+        pick = _BULK_HEADERS.__getitem__
+        i, at = self._part, self._part_at  # the part that starts at buffer offset ``at``
+        while len(out) < limit:
+            if i < last:
+                head = parts[i]
+                count = small.get(head[1:]) if head[:1] == b"*" else None
+                if not count:
+                    self._give_up(buf)
+                    break
+                j = i + 1 + 2 * count
+            else:
+                j = i + 1  # the rest of the split has no CRLF
+            if j > last:  # not all in the split
+                if self._split_end == len(buf):
+                    break  # not all received yet
+                if not i:  # bigger than a window: the exact parser reads it
+                    self._give_up(buf)
+                    break
+                self._split(buf, at)  # the next window
+                parts = self._parts
+                last = len(parts) - 1
+                i = 0
+                continue
+            argv = parts[i + 2 : j : 2]
+            try:
+                plain = parts[i + 1 : j : 2] == list(map(pick, map(len, argv)))
+            except IndexError:  # an argument of 1 KB or more
+                plain = parts[i + 1 : j : 2] == [b"$%d" % len(a) for a in argv]
+            if not plain:  # e.g. an argument holding CRLF itself: the exact parser reads it
+                self._give_up(buf)
+                break
+            end = at + sum(map(len, parts[i:j])) + 2 * (j - i)
+            out.append((argv, buf if not at and end == len(buf) else buf[at:end]))
+            i, at = j, end
+        if out:
+            self._part, self._part_at = i, at
+            self._consumed(at)
+        return out
+
+    def _split(self, buf: bytes, pos: int) -> None:
+        """Split a window of ``buf`` from ``pos`` at every CRLF, for get_requests: a small one
+        in a new buffer (a request bigger than that goes to the exact parser at little cost),
+        twice the last one in the same buffer, up to _SPLIT_WINDOW."""
+        if self._split_of is buf:
+            self._window = min(self._window * 2, _SPLIT_WINDOW)
+        else:
+            self._window = _FIRST_WINDOW
+        stop = pos + self._window
+        if stop >= len(buf):
+            stop = len(buf)
+        self._parts = (buf if not pos and stop == len(buf) else buf[pos:stop]).split(b"\r\n")
+        self._split_of = buf
+        self._split_end = stop
+        self._part = 0
+        self._part_at = pos
+
+    def _give_up(self, buf: bytes) -> None:
+        """Leave the rest of ``buf`` to the exact parser: it holds requests written in other
+        ways (arguments holding CRLF, inline commands...) or bigger than a window, for which
+        splitting is work thrown away."""
+        self._unsplittable = buf
+        self._split_of = None
+        self._parts = []
+
+    def _resync(self, pos: int) -> bool:
+        """Move the kept split on to buffer offset ``pos``, where the next request starts (an
+        earlier one was read without it); False if no part starts there."""
+        parts, i, at = self._parts, self._part, self._part_at
+        last = len(parts) - 1
+        while at < pos and i < last:
+            at += len(parts[i]) + 2
+            i += 1
+        if at != pos:
+            return False
+        self._part, self._part_at = i, at
+        return True
 
     def _consumed(self, end: int) -> None:
         if end >= len(self._buf):
@@ -339,6 +448,10 @@ class RequestReader:
 
 #: A partial request at most this long is copied into a new bytes object when more bytes come.
 _SMALL_REST: Final = 4096
+
+#: How many bytes RequestReader.get_requests splits at once: at first in a buffer, at most.
+_FIRST_WINDOW: Final = 4096
+_SPLIT_WINDOW: Final = 64 * 1024
 
 #: Numbers as the server accepts them (no sign, no leading zero), for the common small ones.
 _SMALL_NUMBERS: Final[dict[bytes, int]] = {b"%d" % i: i for i in range(1024)}
