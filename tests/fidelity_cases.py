@@ -837,6 +837,9 @@ def _pubsub_across_nodes(ctx: Any) -> list[Any]:
 
 
 case("pubsub-across-nodes", Fn(_pubsub_across_nodes))
+# Found by the proxy's random-command test: with nothing subscribed, the server still answers.
+case("unsubscribe-all-with-nothing-subscribed-raw",
+     Raw(0, ("PUNSUBSCRIBE",), ("UNSUBSCRIBE",), ("SUNSUBSCRIBE",), ("PING",)))
 case("spublish-keyed-by-channel", N(0, "SPUBLISH", K2, "m"), N(2, "SPUBLISH", K2, "m"),
      N(0, "SSUBSCRIBE", K0, K0B, proto=2))
 

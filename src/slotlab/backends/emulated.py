@@ -94,6 +94,10 @@ _PUSH_KINDS = frozenset(
 )  # fmt: skip
 
 
+#: Unsubscribe commands that, given no channel, answer even when nothing was subscribed.
+_UNSUBSCRIBE_ALL = frozenset({b"unsubscribe", b"punsubscribe", b"sunsubscribe"})
+
+
 class EmulatorStartError(RuntimeError):
     """The emulated cluster could not start (for example, no loopback port could be bound)."""
 
@@ -730,7 +734,20 @@ class _Client(asyncio.Protocol):
         self.slot = -1
         self.pushes = []
         try:
-            return self._process(argv)
+            reply = self._process(argv)
+            name = argv[0].lower()
+            if (
+                len(argv) == 1
+                and name in _UNSUBSCRIBE_ALL
+                and self.multi is None
+                and not self.pushes
+                and self.sock is not None
+            ):
+                # pubsubUnsubscribeAll*(): "We were subscribed to nothing? Still reply to the
+                # client." fakeredis sends nothing then.
+                count = int(getattr(self.sock, "_pubsub", 0))
+                self.pushes = [_PushList([name, None, count])]
+            return reply
         finally:
             # resetClient(): ASKING lasts for one command, or until the transaction ends.
             if self.multi is None and argv[0].lower() != b"asking":
