@@ -13,10 +13,17 @@ from typing import Any
 
 import pytest
 import redis
+from hypothesis import settings as hypothesis_settings
 
 from slotlab import openim
 from slotlab.backends.real import RedisServerNotFound, ServerBinary, find_redis_server
 from slotlab.lab import Lab, start_lab
+
+# In CI (CI=true) property tests draw the same examples every run: a red build then means a
+# change broke something, never that chance found an old bug. Locally they explore.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if os.environ.get("CI", "") not in ("", "0", "false"):
+    hypothesis_settings.load_profile("ci")
 
 
 def require_real() -> bool:
