@@ -19,6 +19,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from slotlab.lab import Lab, start_lab
+from slotlab.resp import encode_command
 from tests.fidelity_cases import CASES, RC, REPLICA_CASES, Case, Fn, N, Raw, Step
 
 # ---- running a case --------------------------------------------------------------------------
@@ -84,11 +85,7 @@ def read_reply(sock: socket.socket, buf: bytearray) -> bytes | None:
 def _wire(request: Any) -> bytes:
     if isinstance(request, bytes):
         return request
-    parts = [b"*%d\r\n" % len(request)]
-    for a in request:
-        data = a if isinstance(a, bytes) else str(a).encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
+    return encode_command(*request)
 
 
 class Ctx:

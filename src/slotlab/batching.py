@@ -63,6 +63,7 @@ from slotlab.openim import (
     v3_7_per_key,
     v3_8_by_slot,
 )
+from slotlab.resp import bulk
 from slotlab.slots import key_slot, key_slots
 
 __all__ = [
@@ -189,10 +190,6 @@ _REDO_THROUGH_CLUSTER: Final = (
 """Replies to the per-node pipelines that send a chunk again through ``RedisCluster``."""
 
 
-def _bulk(data: bytes) -> bytes:
-    return b"$%d\r\n%s\r\n" % (len(data), data)
-
-
 @lru_cache(maxsize=256)
 def _sha(script: str) -> str:
     """The SHA1 that names ``script`` on a server (EVALSHA's argument)."""
@@ -204,7 +201,7 @@ def _head(sha: bool, script: str, n: int) -> bytes:
     """RESP of ``EVAL <script> <n>`` (``EVALSHA <sha1> <n>`` if ``sha``): the start of a script
     call whose ``n`` keys and one argument, the delay, follow."""
     command, name = (b"EVALSHA", _sha(script)) if sha else (b"EVAL", script)
-    return b"*%d\r\n" % (n + 4) + _bulk(command) + _bulk(name.encode()) + _bulk(b"%d" % n)
+    return b"*%d\r\n" % (n + 4) + bulk(command) + bulk(name.encode()) + bulk(b"%d" % n)
 
 
 class _Batch:
@@ -240,8 +237,8 @@ class _Batch:
                 self.chunks += [
                     (slot, group[lo : lo + chunk_size]) for lo in range(0, len(group), chunk_size)
                 ]
-        self.bulks = [b"$%d\r\n%s\r\n" % (len(k), k) for k in encoded]
-        self.tail = _bulk(b"%d" % delay)
+        self.bulks = [bulk(k) for k in encoded]
+        self.tail = bulk(b"%d" % delay)
 
     def write(self, out: list[bytes], c: int, sha: bool | set[str]) -> bool:
         """Append chunk ``c``'s command to ``out``: EVALSHA if ``sha`` is True, or is a set that

@@ -151,7 +151,7 @@ import hiredis
 import redis
 
 from slotlab import commands
-from slotlab.resp import ProtocolError, RequestReader
+from slotlab.resp import ProtocolError, RequestReader, bulk, encode_command
 from slotlab.slots import SLOT_COUNT, key_slot
 
 __all__ = [
@@ -243,13 +243,9 @@ def _err(text: str) -> bytes:
     return b"-" + text.replace("\r", " ").replace("\n", " ").encode() + b"\r\n"
 
 
-def _bulk(data: bytes) -> bytes:
-    return b"$%d\r\n%b\r\n" % (len(data), data)
-
-
 def _encode(args: Sequence[bytes]) -> bytes:
     """A request as clients send it: an array of bulk strings."""
-    return b"*%d\r\n" % len(args) + b"".join([b"$%d\r\n%b\r\n" % (len(a), a) for a in args])
+    return encode_command(*args)
 
 
 def _ignore(raw: bytes) -> None:
@@ -1419,12 +1415,12 @@ class _Personality:
         if len(args) == 1:
             s.local(b"+PONG\r\n")
         elif len(args) == 2:
-            s.local(_bulk(args[1]))
+            s.local(bulk(args[1]))
         else:
             s.local(_arity_error("ping"))
 
     def echo(self, s: _Session, args: list[bytes]) -> None:
-        s.local(_bulk(args[1]) if len(args) == 2 else _arity_error("echo"))
+        s.local(bulk(args[1]) if len(args) == 2 else _arity_error("echo"))
 
     def quit(self, s: _Session, args: list[bytes]) -> None:
         s.local(_OK)
@@ -1456,13 +1452,13 @@ class _Personality:
                 return
         s.switch_protocol(version)
         reply = [
-            _bulk(b"server"), _bulk(b"redis"),
-            _bulk(b"version"), _bulk(self.proxy.server_version.encode()),
-            _bulk(b"proto"), b":%d\r\n" % version,
-            _bulk(b"id"), b":%d\r\n" % s.id,
-            _bulk(b"mode"), _bulk(b"standalone"),
-            _bulk(b"role"), _bulk(b"master"),
-            _bulk(b"modules"), b"*0\r\n",
+            bulk(b"server"), bulk(b"redis"),
+            bulk(b"version"), bulk(self.proxy.server_version.encode()),
+            bulk(b"proto"), b":%d\r\n" % version,
+            bulk(b"id"), b":%d\r\n" % s.id,
+            bulk(b"mode"), bulk(b"standalone"),
+            bulk(b"role"), bulk(b"master"),
+            bulk(b"modules"), b"*0\r\n",
         ]  # fmt: skip
         s.local((b"%7\r\n" if version == 3 else b"*14\r\n") + b"".join(reply))
 
@@ -1491,7 +1487,7 @@ class _Personality:
                 s.name = args[2] or None
                 s.local(_OK)
         elif sub == b"getname" and len(args) == 2:
-            s.local(_bulk(s.name) if s.name else s.null)
+            s.local(bulk(s.name) if s.name else s.null)
         elif sub in (b"setinfo", b"setname", b"getname") or not sub:
             s.local(_arity_error("client|" + _shown(sub) if sub else "client"))
         else:
@@ -2098,7 +2094,7 @@ class _Alibaba(_Personality):
             nxt = int(parts[0][parts[0].index(b"\n") + 1 : -2])
             # next cursor: more on this node, else the next node from its start, else done
             proxy_next = nxt * count + node if nxt else (node + 1) % count
-            return b"*2\r\n" + _bulk(b"%d" % proxy_next) + parts[1]
+            return b"*2\r\n" + bulk(b"%d" % proxy_next) + parts[1]
 
         def on_reply(raw: bytes) -> None:
             s.complete(r, s.safely(lambda: reply(raw)))

@@ -145,13 +145,16 @@ def _encode_into(value: Any, out: list[bytes], resp3: bool = False) -> None:
         raise TypeError(f"cannot encode {type(value).__name__} as a RESP reply")
 
 
+def bulk(data: bytes) -> bytes:
+    """One RESP bulk string: ``$<length>``, then the bytes, each line ending in CRLF."""
+    return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
 def encode_command(*args: bytes | str | int) -> bytes:
     """Encode a request as the clients send it: an array of bulk strings."""
-    parts = [b"*%d\r\n" % len(args)]
-    for a in args:
-        data = a if isinstance(a, bytes) else str(a).encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
+    return b"*%d\r\n" % len(args) + b"".join(
+        [bulk(a if isinstance(a, bytes) else str(a).encode()) for a in args]
+    )
 
 
 class RequestReader:
