@@ -6,6 +6,7 @@ a title, axis labels and units, so a lesson cell stays one line long.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -62,17 +63,32 @@ def slot_histogram(
 
 
 def slot_load_histogram(
-    slots: ArrayLike, *, title: str = "How many keys a slot holds", ax: Any | None = None
+    slots: ArrayLike,
+    *,
+    title: str = "How many keys a slot holds",
+    poisson: bool = False,
+    ax: Any | None = None,
 ) -> Any:
-    """A histogram of slot loads: how many slots hold 0 keys, 1 key, 2 keys, ..."""
+    """A histogram of slot loads: how many slots hold 0 keys, 1 key, 2 keys, ...
+
+    ``poisson=True`` adds what a uniformly random hash would give for the same number of keys:
+    ``SLOT_COUNT * exp(-mean) * mean**k / k!`` slots holding ``k`` keys.
+    """
     per_slot = np.bincount(np.asarray(slots), minlength=SLOT_COUNT)
     ax = _axes(ax, (6, 3.2))
     loads = np.bincount(per_slot)
-    ax.bar(np.arange(len(loads)), loads, color=NODE_COLOURS[0])
-    ax.axvline(per_slot.mean(), color="black", linewidth=0.8, linestyle="--",
-               label=f"mean {per_slot.mean():.1f} keys")  # fmt: skip
+    ax.bar(np.arange(len(loads)), loads, color=NODE_COLOURS[0], label="measured")
+    mean = float(per_slot.mean())
+    if poisson:
+        k = np.arange(max(len(loads), int(mean * 3) + 2))
+        log_pmf = -mean + k * math.log(mean) - np.array([math.lgamma(i + 1) for i in k])
+        ax.plot(k, SLOT_COUNT * np.exp(log_pmf), color="black", marker="o", markersize=3,
+                linewidth=1, label="uniform hash (Poisson)")  # fmt: skip
+    ax.axvline(mean, color="black", linewidth=0.8, linestyle="--",
+               label=f"mean {mean:.1f} keys")  # fmt: skip
     ax.set_xlabel("keys in the slot")
     ax.set_ylabel("number of slots")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_title(title)
     ax.legend(fontsize="small")
     return ax
