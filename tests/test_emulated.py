@@ -259,9 +259,9 @@ def test_parse_shebang() -> None:
 
 
 def test_a_runaway_script_is_stopped(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
-    from slotlab.backends import emulated
+    from slotlab.backends.emulated import scripting
 
-    monkeypatch.setattr(emulated, "SCRIPT_TIME_LIMIT", 0.3)
+    monkeypatch.setattr(scripting, "SCRIPT_TIME_LIMIT", 0.3)
     node = lab.node_client(0)
     t0 = time.perf_counter()
     with pytest.raises(redis.ResponseError, match="ran longer than 0.3 s.* on @user_script:2"):
