@@ -7,11 +7,10 @@ import itertools
 import threading
 from typing import Any
 
-import fakeredis
-
 from slotlab.backends.base import Backend, NodeAddress, split_slots
 from slotlab.backends.emulated.client import _Client, _InternalClient
 from slotlab.backends.emulated.cluster import _Cluster, _Node
+from slotlab.backends.emulated.compat import FAKEREDIS_VERSION, start_standalone
 from slotlab.backends.emulated.helpers import HOST, REDIS_VERSION, EmulatorStartError
 
 
@@ -39,7 +38,7 @@ class EmulatedBackend(Backend):
         self._thread: threading.Thread | None = None
         self.pending: set[asyncio.Future[Any]] = set()
         self._internal: dict[str, _InternalClient] = {}
-        self._standalone: list[fakeredis.TcpFakeServer] = []
+        self._standalone: list[Any] = []  # plain fakeredis servers (start_standalone)
         self._build()
         try:
             self._start()
@@ -142,7 +141,7 @@ class EmulatedBackend(Backend):
 
     def describe(self) -> str:
         return (
-            f"emulated: fakeredis {fakeredis.__version__} as Redis {REDIS_VERSION} cluster, "
+            f"emulated: fakeredis {FAKEREDIS_VERSION} as Redis {REDIS_VERSION} cluster, "
             f"{self.masters} masters, {self.replicas} replica(s) per master, on loopback"
         )
 
@@ -150,10 +149,10 @@ class EmulatedBackend(Backend):
         """A plain fakeredis server (no cluster) on a loopback port; it stops with the lab."""
         if self._stopped:
             raise RuntimeError("this backend was stopped")
-        server = fakeredis.TcpFakeServer(("127.0.0.1", 0), server_version=(7, 0))
+        server, port = start_standalone(HOST)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         self._standalone.append(server)
-        return "127.0.0.1", int(server.server_address[1])
+        return HOST, port
 
     def stop(self) -> None:
         if self._stopped:

@@ -14,16 +14,16 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import fakeredis
-import redis
-from fakeredis._helpers import NoResponse as _FakeNoResponse
-from fakeredis._helpers import SimpleError as _FakeError
-from fakeredis._socket._fakesocket import FakeSocket
-from fakeredis._socket._resp import extract_command
-
 from slotlab import commands
 from slotlab.backends.emulated import node_checks
 from slotlab.backends.emulated.cluster import _Node
+from slotlab.backends.emulated.compat import (
+    FAKEREDIS_VERSION,
+    FakeError,
+    FakeNoResponse,
+    NodeSocket,
+    NotInFakeredis,
+)
 from slotlab.backends.emulated.helpers import (
     _NULL_ARRAY,
     _PROTECTED,
@@ -36,7 +36,6 @@ from slotlab.backends.emulated.helpers import (
     _encode_reply,
     _err,
     _from_fake,
-    _incr_float,
     _PushList,
     _text,
     _to_fake,
@@ -56,54 +55,6 @@ from slotlab.resp import (
 
 if TYPE_CHECKING:
     from slotlab.backends.emulated.backend import EmulatedBackend
-
-
-class _NodeSocket(FakeSocket):
-    """fakeredis's per-connection state, with replies and ``redis.call`` routed to the client."""
-
-    def __init__(self, client: _Client) -> None:
-        super().__init__(
-            client.node.server,
-            0,
-            client_class=redis.Redis,
-            client_info={"addr": client.peer, "laddr": client.local, "fd": client.fd},
-        )
-        self._slotlab = client
-
-    def put_response(self, msg: Any) -> None:
-        self._slotlab.on_push(msg)
-
-    # Redis computes these in long double; fakeredis in double.
-    def incrbyfloat(self, key: Any, amount: float) -> bytes:
-        encoded = _incr_float(key.get(b"0"), repr(amount).encode())
-        key.update(encoded)
-        return encoded
-
-    def hincrbyfloat(self, key: Any, field: bytes, amount: bytes) -> bytes:
-        encoded = _incr_float(key.value.get(field, b"0"), amount)
-        key.value.update({field: encoded}, clear_expiration=False)
-        key.updated()
-        self.add_subkey_event(b"hincrbyfloat", key.key, (field,))
-        return encoded
-
-    def _lua_redis_call(self, lua_runtime: Any, expected_globals: Any, op: Any, *args: Any) -> Any:
-        return self._slotlab.script_call(lua_runtime, (op, *args))
-
-    def _function_redis_call(self, lua_runtime: Any, read_only: bool, *args: Any) -> Any:
-        """``redis.call`` inside a FUNCTION (FCALL): the same checks as in an EVAL script."""
-        if self._slotlab.run is None:
-            return super()._function_redis_call(lua_runtime, read_only, *args)
-        try:
-            return self._slotlab.script_call(lua_runtime, args)
-        except _ScriptError as exc:
-            raise _FakeError(exc.text) from None
-
-    def _lua_redis_pcall(self, lua_runtime: Any, expected_globals: Any, op: Any, *args: Any) -> Any:
-        try:
-            return self._slotlab.script_call(lua_runtime, (op, *args))
-        except Exception as exc:  # noqa: BLE001 - pcall turns any error into an error table
-            return lua_runtime.table_from({b"err": str(exc).encode()})
-
 
 
 _Queued = tuple[CommandSpec, list[bytes], frozenset[str]]
@@ -139,7 +90,7 @@ class _Client(asyncio.Protocol):
         self.peer = "?"
         self.local = "?"
         self.fd = -1
-        self.sock: _NodeSocket | None = None
+        self.sock: NodeSocket | None = None
 
     # ---- asyncio.Protocol -------------------------------------------------------------------
 
@@ -157,7 +108,7 @@ class _Client(asyncio.Protocol):
             self.peer = f"{peer[0]}:{peer[1]}"
         if local:
             self.local = f"{local[0]}:{local[1]}"
-        self.sock = _NodeSocket(self)
+        self.sock = NodeSocket(self.node.store, self)
         self.node.clients.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -174,25 +125,16 @@ class _Client(asyncio.Protocol):
         sock = self.sock
         if sock is None:
             return
-        with self.node.server.lock:
-            if sock._blocked:
-                sock._unblock_reason = b"timeout"
-            for db in self.node.server.dbs.values():
-                db.condition.notify_all()
+        with self.node.store.lock:
+            sock.time_out_block()
+        self.node.store.wake_blocked()
 
     def _close_sock(self) -> None:
         sock, self.sock = self.sock, None
         if sock is not None:
-            with self.node.server.lock:
-                try:
-                    sock.close()
-                    server = self.node.server
-                    while server.closed_sockets:
-                        ref = server.closed_sockets.pop()
-                        s = ref()
-                        if s is not None:
-                            s._cleanup(server)
-                except Exception:  # noqa: BLE001 - cleanup must not break the loop
+            try:
+                self.node.store.release(sock)
+            except Exception:  # noqa: BLE001 - cleanup must not break the loop
                     LOG.debug("socket cleanup failed", exc_info=True)
 
     def data_received(self, data: bytes) -> None:
@@ -242,8 +184,7 @@ class _Client(asyncio.Protocol):
         if sock is None:
             return
         # CLIENT REPLY OFF|SKIP; SKIP takes effect on the command after it (resetClient()).
-        suppressed = sock._reply_off or sock._reply_skip
-        sock._reply_skip, sock._reply_skip_next = sock._reply_skip_next, False
+        suppressed = sock.take_reply_suppressed()
         if reply is _NO_REPLY or suppressed:
             return
         out.append(_encode_reply(reply, self.resp))
@@ -276,7 +217,7 @@ class _Client(asyncio.Protocol):
             ):
                 # pubsubUnsubscribeAll*(): "We were subscribed to nothing? Still reply to the
                 # client." fakeredis sends nothing then.
-                count = int(getattr(self.sock, "_pubsub", 0))
+                count = self.sock.subscriptions
                 self.pushes = [_PushList([name, None, count])]
             return reply
         finally:
@@ -323,7 +264,7 @@ class _Client(asyncio.Protocol):
             return self._reject(spec, "-" + _ROSLAVE)
         sock = self.sock
         assert sock is not None
-        if sock._pubsub and self.resp == 2 and spec.name not in (
+        if sock.subscriptions and self.resp == 2 and spec.name not in (
             "ping", "subscribe", "ssubscribe", "unsubscribe", "sunsubscribe", "psubscribe",
             "punsubscribe", "quit", "reset",
         ):  # fmt: skip
@@ -368,8 +309,8 @@ class _Client(asyncio.Protocol):
         self.multi = None
         self.dirty = False
         if self.sock is not None:
-            with self.node.server.lock:
-                self.sock._clear_watches()
+            with self.node.store.lock:
+                self.sock.clear_watches()
 
     def _reject(self, spec: CommandSpec | None, message: str) -> ErrorReply:
         """``rejectCommand``: flag the transaction; an EXEC aborts it with EXECABORT."""
@@ -454,27 +395,17 @@ class _Client(asyncio.Protocol):
         """Run one command on this node's fakeredis store; fakeredis's raw reply value."""
         sock = self.sock
         assert sock is not None
-        cmd, args = extract_command(list(argv))
-        try:
-            func, sig = sock._name_to_func(cmd)
-        except _FakeError:
-            func = sig = None
-        if func is None or sig is None:
-            return _FakeError(
-                f"ERR the emulated cluster (fakeredis {fakeredis.__version__}) does not "
-                f"implement '{cmd.upper()}'; use the real backend for it"
-            )
-        server = self.node.server
-        with server.lock:
-            now = time.time()
-            for db in server.dbs.values():
-                db.time = now
+        store = self.node.store
+        with store.lock:
+            store.set_time(time.time())
             try:
-                sig.check_arity(args, sock.version)
-            except _FakeError as exc:
-                return _translate(exc, argv)
-            result = sock._run_command(func, sig, args, False)
-        if isinstance(result, _FakeError):
+                result = sock.run_command(argv)
+            except NotInFakeredis as exc:
+                return FakeError(
+                    f"ERR the emulated cluster (fakeredis {FAKEREDIS_VERSION}) does not "
+                    f"implement '{exc.name.upper()}'; use the real backend for it"
+                )
+        if isinstance(result, FakeError):
             return _translate(result, argv)
         return result
 
@@ -484,7 +415,7 @@ class _Client(asyncio.Protocol):
         if handler is not None:
             return handler(self, spec, argv)
         result = self.fake(argv)
-        if isinstance(result, _FakeNoResponse):
+        if isinstance(result, FakeNoResponse):
             return _NO_REPLY
         value = _from_fake(result)
         name = spec.name
@@ -499,6 +430,18 @@ class _Client(asyncio.Protocol):
         return value
 
     # ---- scripts: redis.call ----------------------------------------------------------------
+
+    @property
+    def in_script(self) -> bool:
+        """True while a script or function of this client runs."""
+        return self.run is not None
+
+    def function_call(self, lua_runtime: Any, raw: Sequence[Any]) -> Any:
+        """``redis.call`` in a FUNCTION: ``script_call``, its errors as fakeredis raises them."""
+        try:
+            return self.script_call(lua_runtime, raw)
+        except _ScriptError as exc:
+            raise FakeError(exc.text) from None
 
     def script_call(self, lua_runtime: Any, raw: Sequence[Any]) -> Any:
         """``redis.call`` in a script: ``scriptCall``'s checks (script.c), then the command."""
@@ -553,7 +496,7 @@ class _Client(asyncio.Protocol):
             result = None  # a null array, which a script sees as false
         sock = self.sock
         assert sock is not None
-        return sock._convert_redis_result(lua_runtime, result)
+        return sock.convert_redis_result(lua_runtime, result)
 
 
 def _has_block_option(argv: Sequence[bytes]) -> bool:
@@ -572,7 +515,7 @@ class _InternalClient(_Client):
 
     def __init__(self, backend: EmulatedBackend, node: _Node) -> None:
         super().__init__(backend, node)
-        self.sock = _NodeSocket(self)
+        self.sock = NodeSocket(self.node.store, self)
 
     def close(self) -> None:
         self.connection_lost(None)

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import threading
 import time
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
-import fakeredis
-
+from slotlab.backends.emulated.compat import Store
 from slotlab.backends.emulated.helpers import _VERSION_TUPLE, HOST, SLOTS, key_slot
 
 if TYPE_CHECKING:
@@ -28,16 +26,9 @@ class _Node:
         self.master = master
         self.replicas: list[_Node] = []
         self.config_epoch = 0
-        self.server: Any = cast(
-            Any, fakeredis.FakeServer(version=_VERSION_TUPLE, server_type="redis")
-        )
-        # An RLock lets a transaction hold the store while each queued command takes it again;
-        # the databases' condition variables (blocking commands) are built on this lock.
-        self.server.lock = threading.RLock()
+        # A replica is always in sync: it reads its master's data (and shares its lock).
+        self.store: Store = Store(_VERSION_TUPLE, master.store if master is not None else None)
         if master is not None:
-            # A replica is always in sync: it reads its master's data (and shares its lock).
-            self.server.dbs = master.server.dbs
-            self.server.lock = master.server.lock
             master.replicas.append(self)
         self.migrating: dict[int, _Node] = {}
         self.importing: dict[int, _Node] = {}
@@ -77,22 +68,13 @@ class _Node:
                 start = -1
         return ranges
 
-    def db0(self) -> Any:
-        return self.server.dbs[0]
-
     def key_exists(self, key: bytes) -> bool:
         """True when db 0 holds a live key, without touching it (``LOOKUP_NOTOUCH``)."""
-        item = self.db0()._dict.get(key)
-        return item is not None and not (item.expireat is not None and item.expireat < time.time())
+        return self.store.key_exists(key, time.time())
 
     def keys_in_slot(self, slot: int) -> list[bytes]:
         """The live keys of db 0 in ``slot``, newest first as the server lists them."""
-        now = time.time()
-        found = [
-            k
-            for k, item in self.db0()._dict.items()
-            if key_slot(k) == slot and not (item.expireat is not None and item.expireat < now)
-        ]
+        found = [k for k, _ in self.store.live_items(time.time()) if key_slot(k) == slot]
         found.reverse()
         return found
 

@@ -102,7 +102,7 @@ def _cluster_countkeysinslot(c: _Client, spec: CommandSpec, argv: list[bytes]) -
         return ErrorReply(_NOT_INT)
     if slot < 0 or slot >= SLOTS:
         return _err("Invalid slot")
-    with c.node.server.lock:
+    with c.node.store.lock:
         return len(c.node.keys_in_slot(slot))
 
 
@@ -116,7 +116,7 @@ def _cluster_getkeysinslot(c: _Client, spec: CommandSpec, argv: list[bytes]) -> 
         return ErrorReply(_NOT_INT)
     if slot < 0 or slot >= SLOTS or count < 0:
         return _err("Invalid slot or number of keys")
-    with c.node.server.lock:
+    with c.node.store.lock:
         return c.node.keys_in_slot(slot)[:count]
 
 
@@ -340,7 +340,7 @@ def _cluster_setslot(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
             return target
         if target.is_replica:
             return _err("Target node is not a master")
-        with node.server.lock:
+        with node.store.lock:
             keys_here = len(node.keys_in_slot(slot))
         if cluster.slots[slot] is node and target is not node and keys_here:
             return _err(
@@ -406,7 +406,7 @@ def _cluster_addslots(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
 
 @_handles("cluster|flushslots")
 def _cluster_flushslots(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
-    if len(c.node.db0()._dict):
+    if c.node.store.stored_count():
         return _err("DB must be empty to perform CLUSTER FLUSHSLOTS.")
     cluster = c.node.cluster
     for s in range(SLOTS):

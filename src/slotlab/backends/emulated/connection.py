@@ -60,9 +60,9 @@ def _reset(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
     c.fake([b"PUNSUBSCRIBE"])
     c.fake([b"SUNSUBSCRIBE"])
     c.pushes = []  # RESET answers alone; the unsubscribe confirmations are not sent
-    sock._client_info["resp"] = 2
-    sock._client_info.pop("name", None)
-    sock._reply_off = sock._reply_skip = sock._reply_skip_next = False
+    sock.set_protocol(2)
+    sock.set_client_name(None)
+    sock.reset_reply_mode()
     return SimpleString("RESET")
 
 
@@ -109,15 +109,15 @@ def _hello(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
     sock = c.sock
     assert sock is not None
     if name is not None:
-        sock._client_info["name"] = name.decode("utf-8", "replace")
+        sock.set_client_name(name.decode("utf-8", "replace"))
     if version:
         c.resp = version
-        sock._client_info["resp"] = version
+        sock.set_protocol(version)
     return {
         b"server": b"redis",
         b"version": REDIS_VERSION.encode(),
         b"proto": c.resp,
-        b"id": sock._client_info.get("id", 1),
+        b"id": sock.client_id,
         b"mode": b"cluster",
         b"role": b"replica" if c.node.is_replica else b"master",
         b"modules": [],

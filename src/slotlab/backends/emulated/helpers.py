@@ -1,8 +1,7 @@
 """Reply values and conversions shared by the emulator's modules.
 
 fakeredis's reply values (its status, error and no-response types) become ``slotlab.resp``
-values here and back; its error texts that differ from Redis 7.0's are translated; long-double
-arithmetic (INCRBYFLOAT) is done as the server does it.
+values here and back; its error texts that differ from Redis 7.0's are translated.
 """
 
 from __future__ import annotations
@@ -12,12 +11,11 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-from fakeredis._helpers import SimpleError as _FakeError
-from fakeredis._helpers import SimpleString as _FakeStatus
 from redis.crc import key_slot as _crc_key_slot
 
 from slotlab import commands
+from slotlab.backends.emulated.compat import FakeError as _FakeError
+from slotlab.backends.emulated.compat import FakeStatus as _FakeStatus
 from slotlab.resp import (
     ErrorReply,
     SimpleString,
@@ -114,38 +112,6 @@ def _translate(error: _FakeError, argv: Sequence[bytes]) -> _FakeError:
         if new != text:
             return _FakeError(new)
     return error
-
-
-def _ld_text(value: Any) -> bytes:
-    """A long double as ``ld2string(..., LD_STR_HUMAN)`` prints it: ``%.17Lf``, zeros trimmed."""
-    text = np.format_float_positional(value, precision=17, unique=False, fractional=True, trim="k")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    if text == "-0":
-        text = "0"
-    return text.encode()
-
-
-def _ld(data: bytes) -> Any:
-    """``string2ld``: a long double, or None (spaces, NaN and trailing garbage are refused)."""
-    if not data or data[:1].isspace() or data[-1:].isspace() or len(data) > 5 * 1024:
-        return None
-    try:
-        value = np.longdouble(data.decode("ascii"))
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return None if np.isnan(value) else value
-
-
-def _incr_float(current: bytes, increment: bytes) -> bytes:
-    """INCRBYFLOAT's arithmetic in long double, the server's precision on this platform."""
-    a, b = _ld(current), _ld(increment)
-    if a is None or b is None:
-        raise _FakeError("ERR value is not a valid float")
-    total = a + b
-    if np.isnan(total) or np.isinf(total):
-        raise _FakeError("ERR increment would produce NaN or Infinity")
-    return _ld_text(total)
 
 
 def _from_fake(value: Any) -> Any:

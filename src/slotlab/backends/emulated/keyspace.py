@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fakeredis._helpers import SimpleError as _FakeError
-
 from slotlab import commands
 from slotlab.backends.emulated.client import _Client
+from slotlab.backends.emulated.compat import FakeError as _FakeError
 from slotlab.backends.emulated.helpers import _NOT_INT, _err, _from_fake, _ll
 from slotlab.backends.emulated.registry import _handles
 from slotlab.commands import CommandSpec

@@ -12,9 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from fakeredis._helpers import SimpleError as _FakeError
-from fakeredis._socket._fakesocket import FakeSocket
-
+from slotlab.backends.emulated.compat import FakeError, NodeSocket
 from slotlab.backends.emulated.helpers import (
     _NOSCRIPT,
     _NOT_INT,
@@ -172,8 +170,8 @@ return load, run
 class _LuaBridge:
     """Per-node additions to fakeredis's Lua runtime: the loader, the runner, global guards."""
 
-    def __init__(self, sock: FakeSocket) -> None:
-        runtime = sock._get_server_runtime(sock._server)
+    def __init__(self, sock: NodeSocket) -> None:
+        runtime = sock.lua_runtime()
         self.runtime = runtime
         major, minor, patch = _VERSION_TUPLE
         py = runtime.table_from(
@@ -253,7 +251,7 @@ def _bridge(c: _Client) -> _LuaBridge:
     node = c.node
     if node.lua is None:
         assert c.sock is not None
-        with node.server.lock:
+        with node.store.lock:
             node.lua = _LuaBridge(c.sock)
     return node.lua
 
@@ -306,31 +304,27 @@ def _run_script(
     bridge = _bridge(c)
     sock = c.sock
     assert sock is not None
-    server: Any = c.node.server
+    store = c.node.store
     runtime = bridge.runtime
-    with server.lock:
-        now = time.time()
-        for db in server.dbs.values():
-            db.time = now
-        server._lua_current_socket[0] = sock
+    with store.lock:
+        store.set_time(time.time())
+        store.set_script_socket(sock)
         outer_run, c.run = c.run, run
-        in_tx = sock._in_transaction
-        sock._in_transaction = True  # blocking commands never block inside a script
-        sock._script_resp = 2
+        in_tx = sock.in_transaction
+        sock.in_transaction = True  # blocking commands never block inside a script
         bridge.deadline = time.monotonic() + SCRIPT_TIME_LIMIT
         try:
-            ok, result = bridge.run(
-                script.function, runtime.table_from(keys), runtime.table_from(args)
+            ok, result = sock.run_lua(
+                script.function, runtime.table_from(keys), runtime.table_from(args), bridge.run
             )
         finally:
-            sock._script_resp = None
-            sock._in_transaction = in_tx
+            sock.in_transaction = in_tx
             c.run = outer_run
         if not ok:
             return _script_error(result, run.sha)
         try:
-            return _from_fake(sock._convert_lua_result(result, nested=False))
-        except _FakeError as exc:
+            return _from_fake(sock.convert_lua_result(result))
+        except FakeError as exc:
             return ErrorReply(exc.value)
         except Exception as exc:  # noqa: BLE001
             return ErrorReply(str(exc))
@@ -364,9 +358,8 @@ def _fcall(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
     """FCALL: fakeredis runs the function; its ``redis.call`` comes back through script_call."""
     sock = c.sock
     assert sock is not None
-    with c.node.server.lock:
-        function = sock._functions().find(argv[1])
-    flags = set(function.flags) if function is not None else set()
+    with c.node.store.lock:
+        flags = sock.function_flags(argv[1]) or set()
     if b"no-cluster" in flags:
         return _err("Can not run script on cluster, 'no-cluster' flag is set.")
     run = _RunCtx(
@@ -375,13 +368,13 @@ def _fcall(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
         allow_cross_slot=b"allow-cross-slot-keys" in flags,
     )
     outer, c.run = c.run, run
-    in_tx = sock._in_transaction
-    sock._in_transaction = True  # blocking commands never block inside a function
+    in_tx = sock.in_transaction
+    sock.in_transaction = True  # blocking commands never block inside a function
     try:
         return _from_fake(c.fake(argv))
     finally:
         c.run = outer
-        sock._in_transaction = in_tx
+        sock.in_transaction = in_tx
 
 
 @_handles("script|load")

@@ -8,10 +8,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import fakeredis
-
 from slotlab import commands
 from slotlab.backends.emulated.client import _Client
+from slotlab.backends.emulated.compat import FAKEREDIS_VERSION
 from slotlab.backends.emulated.helpers import _NOT_INT, HOST, REDIS_VERSION, _err, _ll, _text
 from slotlab.backends.emulated.registry import _handles
 from slotlab.commands import CommandSpec
@@ -169,9 +168,9 @@ def _key_flags(cmd: CommandSpec, argv: Sequence[bytes], pos: int) -> list[str]:
 def _info_sections(c: _Client) -> dict[str, list[str]]:
     node = c.node
     uptime = int(time.time() - node.started)
-    with node.server.lock:
-        keys = len(node.db0())
-        expires = sum(1 for item in node.db0()._dict.values() if item.expireat is not None)
+    with node.store.lock:
+        keys = node.store.key_count()
+        expires = node.store.expires_count()
     role = "slave" if node.is_replica else "master"
     replication = [f"role:{role}"]
     if node.master is not None:
@@ -204,7 +203,7 @@ def _info_sections(c: _Client) -> dict[str, list[str]]:
             "redis_git_sha1:00000000",
             "redis_git_dirty:0",
             "redis_mode:cluster",
-            f"os:slotlab emulated cluster (fakeredis {fakeredis.__version__})",
+            f"os:slotlab emulated cluster (fakeredis {FAKEREDIS_VERSION})",
             f"process_id:{os.getpid()}",
             f"run_id:{hashlib.sha1(node.node_id.encode()).hexdigest()}",
             f"tcp_port:{node.port}",

@@ -49,15 +49,15 @@ def _exec(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
         c._discard()
         return ErrorReply("EXECABORT Transaction discarded because of previous errors.")
     queued = c.multi
-    with c.node.server.lock:
-        if sock._watch_notified:
+    with c.node.store.lock:
+        if sock.watch_notified:
             c._discard()
             return NullArray
         c.multi = None
         c.dirty = False
-        sock._clear_watches()
+        sock.clear_watches()
         replies = []
-        sock._in_transaction = True  # blocking commands do not block inside EXEC
+        sock.in_transaction = True  # blocking commands do not block inside EXEC
         try:
             for qspec, qargv, _ in queued:
                 try:
@@ -66,5 +66,5 @@ def _exec(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
                     reply = ErrorReply(f"ERR slotlab emulator internal error: {exc!r}")
                 replies.append(None if reply is _NO_REPLY else reply)
         finally:
-            sock._in_transaction = False
+            sock.in_transaction = False
     return replies
