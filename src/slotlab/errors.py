@@ -98,6 +98,7 @@ SLOT_OUT_OF_RANGE: Final = "ERR Invalid or out of range slot"
 NOT_SLOT_OWNER: Final = "ERR I'm not the owner of hash slot {slot}"
 ALREADY_SLOT_OWNER: Final = "ERR I'm already the owner of hash slot {slot}"
 UNKNOWN_NODE: Final = "ERR I don't know about node {node}"
+NO_SUCH_NODE: Final = "ERR Unknown node {node}"
 TARGET_NOT_MASTER: Final = "ERR Target node is not a master"
 SLOT_STILL_HAS_KEYS: Final = (
     "ERR Can't assign hashslot {slot} to a different node while I still hold keys for this hash "

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from slotlab import commands
+from slotlab import commands, errors
 from slotlab.backends.emulated import node_checks
 from slotlab.backends.emulated.cluster import _Node
 from slotlab.backends.emulated.compat import (
@@ -30,14 +30,11 @@ from slotlab.backends.emulated.helpers import (
     _PUSH_KINDS,
     _QUEUED,
     _RESP3_SETS,
-    _ROSLAVE,
     _UNSUBSCRIBE_ALL,
     LOG,
     _encode_reply,
-    _err,
     _from_fake,
     _PushList,
-    _text,
     _to_fake,
     _translate,
 )
@@ -152,7 +149,7 @@ class _Client(asyncio.Protocol):
             try:
                 argv = self.reader.get_command()
             except ProtocolError as exc:
-                out.append(encode(ErrorReply(f"ERR {exc}")))
+                out.append(encode(ErrorReply(errors.PROTOCOL_ERROR.format(reason=exc))))
                 self.close_after_reply = True
                 break
             if argv is None:
@@ -163,7 +160,7 @@ class _Client(asyncio.Protocol):
                 reply = self.process(argv)
             except Exception as exc:  # noqa: BLE001 - one bad command must not kill the node
                 LOG.exception("emulator failed on %r", argv[:1])
-                reply = ErrorReply(f"ERR slotlab emulator internal error: {exc!r}")
+                reply = ErrorReply(errors.EMULATOR_INTERNAL.format(detail=repr(exc)))
             if reply is _DEFERRED:
                 break
             self._emit(reply, out)
@@ -230,24 +227,19 @@ class _Client(asyncio.Protocol):
         if name in (b"host:", b"post"):
             self.close_after_reply = True  # securityWarningCommand: drop the connection
             return _NO_REPLY
-        spec = commands.lookup(argv)
-        if spec is None:
-            return self._reject(None, self._existence_error(argv))
-        if not spec.check_arity(len(argv)):
-            return self._reject(spec, f"wrong number of arguments for '{spec.name}' command")
+        spec, problem = commands.check_command(argv)
+        if problem is not None:
+            return self._reject(spec, problem)
+        assert spec is not None
         if spec.name in _PROTECTED:  # CMD_PROTECTED: COMMAND does not show this flag
             which = "DEBUG" if spec.name.startswith("debug") else "MODULE"
             option = "enable-debug-command" if which == "DEBUG" else "enable-module-command"
-            return self._reject(
-                spec,
-                f"{which} command not allowed. If the {option} option is set to \"local\", you "
-                "can run it from a local connection, otherwise you need to set this option in "
-                "the configuration file, and then restart the server.",
-            )
+            text = errors.PROTECTED_COMMAND.format(which=which, option=option)
+            return self._reject(spec, text)
         flags = self.command_flags(spec, argv)
         is_exec = spec.name == "exec"
         if self.multi is not None and "no_multi" in spec.flags:
-            return self._reject(spec, "Command not allowed inside a transaction")
+            return self._reject(spec, errors.NOT_IN_MULTI)
         if ("movablekeys" in spec.flags or spec.key_specs) or is_exec:
             target, slot, error = self.node_by_query(spec, argv)
             if error is not None or target is not self.node:
@@ -261,18 +253,14 @@ class _Client(asyncio.Protocol):
             is_exec and self.multi is not None and any("write" in q[2] for q in self.multi)
         )
         if self.node.is_replica and is_write:
-            return self._reject(spec, "-" + _ROSLAVE)
+            return self._reject(spec, errors.READONLY_REPLICA)
         sock = self.sock
         assert sock is not None
         if sock.subscriptions and self.resp == 2 and spec.name not in (
             "ping", "subscribe", "ssubscribe", "unsubscribe", "sunsubscribe", "psubscribe",
             "punsubscribe", "quit", "reset",
         ):  # fmt: skip
-            return self._reject(
-                spec,
-                f"Can't execute '{spec.name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / "
-                "QUIT / RESET are allowed in this context",
-            )
+            return self._reject(spec, errors.PUBSUB_CONTEXT.format(name=spec.name))
         if self.multi is not None and spec.name not in (
             "exec", "discard", "multi", "watch", "quit", "reset",
         ):  # fmt: skip
@@ -283,21 +271,6 @@ class _Client(asyncio.Protocol):
         if "blocking" in spec.flags and self._really_blocks(spec, argv):
             return self._call_blocking(spec, argv)
         return self.call(spec, argv)
-
-    @staticmethod
-    def _existence_error(argv: list[bytes]) -> str:
-        if commands.is_container(argv[0]) and len(argv) > 1:
-            return (
-                f"unknown subcommand '{_text(argv[1][:128])}'. "
-                f"Try {_text(argv[0]).upper()} HELP."
-            )
-        args = b""
-        for a in argv[1:]:
-            if len(args) >= 128:
-                break
-            args += b"'" + a.split(b"\0", 1)[0][: 128 - len(args)] + b"' "
-        text = args.decode("utf-8", "replace")
-        return f"unknown command '{_text(argv[0][:128])}', with args beginning with: {text}"
 
     def _flag(self) -> None:
         """``flagTransaction``: a command failed to queue, so EXEC will abort."""
@@ -313,17 +286,20 @@ class _Client(asyncio.Protocol):
                 self.sock.clear_watches()
 
     def _reject(self, spec: CommandSpec | None, message: str) -> ErrorReply:
-        """``rejectCommand``: flag the transaction; an EXEC aborts it with EXECABORT."""
+        """``rejectCommand``: flag the transaction; an EXEC aborts it with EXECABORT.
+
+        ``message`` is the full error text, code first (from ``slotlab.errors``)."""
         self._flag()
         if spec is not None and spec.name == "exec":
             self._discard()
-            text = message[1:] if message.startswith("-") else message
-            return ErrorReply(f"EXECABORT Transaction discarded because of: {text}")
-        return _err(message)
+            # execCommandAbort: the reason as rejectCommandFormat wrote it, without "ERR "
+            reason = message[4:] if message.startswith("ERR ") else message
+            return ErrorReply(errors.EXECABORT_BECAUSE.format(reason=reason))
+        return ErrorReply(message)
 
     def _moved(self, slot: int, target: _Node | None) -> ErrorReply:
         assert target is not None
-        return ErrorReply(f"MOVED {slot} {target.address}")
+        return ErrorReply(errors.MOVED.format(slot=slot, addr=target.address))
 
     def command_flags(self, spec: CommandSpec, argv: Sequence[bytes]) -> frozenset[str]:
         """``getCommandFlags`` for this client (see ``node_checks.command_flags``)."""
@@ -401,10 +377,8 @@ class _Client(asyncio.Protocol):
             try:
                 result = sock.run_command(argv)
             except NotInFakeredis as exc:
-                return FakeError(
-                    f"ERR the emulated cluster (fakeredis {FAKEREDIS_VERSION}) does not "
-                    f"implement '{exc.name.upper()}'; use the real backend for it"
-                )
+                text = errors.EMULATOR_NOT_IMPLEMENTED
+                return FakeError(text.format(version=FAKEREDIS_VERSION, cmd=exc.name.upper()))
         if isinstance(result, FakeError):
             return _translate(result, argv)
         return result
@@ -446,7 +420,7 @@ class _Client(asyncio.Protocol):
     def script_call(self, lua_runtime: Any, raw: Sequence[Any]) -> Any:
         """``redis.call`` in a script: ``scriptCall``'s checks (script.c), then the command."""
         if not raw:
-            raise _ScriptError("ERR Please specify at least one argument for this redis lib call")
+            raise _ScriptError(errors.LUA_NO_ARGS)
         argv: list[bytes] = []
         for a in raw:
             if type(a) is bytes:
@@ -456,38 +430,32 @@ class _Client(asyncio.Protocol):
             elif type(a) is float:
                 argv.append(b"%.17g" % a)  # as luaArgsToRedisArgv prints a Lua number
             else:
-                raise _ScriptError(
-                    "ERR Lua redis lib command arguments must be strings or integers"
-                )
+                raise _ScriptError(errors.LUA_ARG_TYPE)
         run = self.run
         assert run is not None
         spec = commands.lookup(argv)
         if spec is None:
-            raise _ScriptError("ERR Unknown Redis command called from script")
+            raise _ScriptError(errors.LUA_UNKNOWN_COMMAND)
         if not spec.check_arity(len(argv)):
-            raise _ScriptError("ERR Wrong number of args calling Redis command from script")
+            raise _ScriptError(errors.LUA_ARITY)
         if "noscript" in spec.flags:
-            raise _ScriptError("ERR This Redis command is not allowed from script")
+            raise _ScriptError(errors.LUA_NOSCRIPT_COMMAND)
         if run.read_only and spec.flags & {"write", "may_replicate"}:
-            raise _ScriptError("ERR Write commands are not allowed from read-only scripts.")
+            raise _ScriptError(errors.LUA_WRITE_RO)
         if "write" in spec.flags and not run.write_dirty and self.node.is_replica:
-            raise _ScriptError(_ROSLAVE)
+            raise _ScriptError(errors.READONLY_REPLICA)
         if "write" in spec.flags:
             run.write_dirty = True
         target, slot, error = self.node_by_query(spec, argv)
         if error is not None or target is not self.node:
-            raise _ScriptError("ERR Script attempted to access a non local key in a cluster node")
+            raise _ScriptError(errors.LUA_NON_LOCAL_KEY)
         if slot != -1 and not run.allow_cross_slot:
             if self.slot == -1:
                 self.slot = slot
             elif self.slot != slot:
-                raise _ScriptError(
-                    "ERR Script attempted to access keys that do not hash to the same slot"
-                )
+                raise _ScriptError(errors.LUA_CROSS_SLOT)
         if spec.name in ("xread", "xreadgroup") and _has_block_option(argv):
-            raise _ScriptError(
-                f"ERR {spec.name} command is not allowed with BLOCK option from scripts"
-            )
+            raise _ScriptError(errors.LUA_BLOCK_OPTION.format(name=spec.name))
         handler = _HANDLERS.get(spec.name)
         result = handler(self, spec, argv) if handler is not None else self.fake(argv)
         if handler is not None:

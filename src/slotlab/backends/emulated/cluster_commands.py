@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from slotlab import commands, errors
 from slotlab.backends.emulated.client import _Client
 from slotlab.backends.emulated.cluster import _Cluster, _Node
-from slotlab.backends.emulated.helpers import _NOT_INT, HOST, SLOTS, _err, _ll, _text, key_slot
+from slotlab.backends.emulated.helpers import HOST, SLOTS, _ll, _text, key_slot
 from slotlab.backends.emulated.registry import _handles
 from slotlab.commands import CommandSpec
 from slotlab.resp import (
@@ -99,9 +100,9 @@ def _cluster_keyslot(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
 def _cluster_countkeysinslot(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
     slot = _ll(argv[2])
     if slot is None:
-        return ErrorReply(_NOT_INT)
+        return ErrorReply(errors.NOT_INTEGER)
     if slot < 0 or slot >= SLOTS:
-        return _err("Invalid slot")
+        return ErrorReply(errors.INVALID_SLOT)
     with c.node.store.lock:
         return len(c.node.keys_in_slot(slot))
 
@@ -110,12 +111,12 @@ def _cluster_countkeysinslot(c: _Client, spec: CommandSpec, argv: list[bytes]) -
 def _cluster_getkeysinslot(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
     slot, count = _ll(argv[2]), None
     if slot is None:
-        return ErrorReply(_NOT_INT)
+        return ErrorReply(errors.NOT_INTEGER)
     count = _ll(argv[3])
     if count is None:
-        return ErrorReply(_NOT_INT)
+        return ErrorReply(errors.NOT_INTEGER)
     if slot < 0 or slot >= SLOTS or count < 0:
-        return _err("Invalid slot or number of keys")
+        return ErrorReply(errors.INVALID_SLOT_OR_KEYS)
     with c.node.store.lock:
         return c.node.keys_in_slot(slot)[:count]
 
@@ -237,22 +238,22 @@ def _cluster_info(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
 
 def _lookup_node(c: _Client, node_id: bytes, unknown: str) -> _Node | ErrorReply:
     node = c.node.cluster.lookup(node_id)
-    return node if node is not None else _err(unknown.format(_text(node_id)))
+    return node if node is not None else ErrorReply(unknown.format(node=_text(node_id)))
 
 
 @_handles("cluster|replicas", "cluster|slaves")
 def _cluster_replicas(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
-    node = _lookup_node(c, argv[2], "Unknown node {}")
+    node = _lookup_node(c, argv[2], errors.NO_SUCH_NODE)
     if isinstance(node, ErrorReply):
         return node
     if node.is_replica:
-        return _err("The specified node is not a master")
+        return ErrorReply(errors.NOT_A_MASTER)
     return [_node_line(r, c.node) for r in node.replicas]
 
 
 @_handles("cluster|count-failure-reports")
 def _cluster_cfr(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
-    node = _lookup_node(c, argv[2], "Unknown node {}")
+    node = _lookup_node(c, argv[2], errors.NO_SUCH_NODE)
     return node if isinstance(node, ErrorReply) else 0
 
 
@@ -308,45 +309,42 @@ def _cluster_setslot(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
     node = c.node
     cluster = node.cluster
     if node.is_replica:
-        return _err("Please use SETSLOT only with masters.")
+        return ErrorReply(errors.SETSLOT_ON_REPLICA)
     slot = _slot_arg(argv[2])
     if slot is None:
-        return _err("Invalid or out of range slot")
+        return ErrorReply(errors.SLOT_OUT_OF_RANGE)
     action = argv[3].lower()
     if action == b"migrating" and len(argv) == 5:
         if cluster.slots[slot] is not node:
-            return _err(f"I'm not the owner of hash slot {slot}")
-        target = _lookup_node(c, argv[4], "I don't know about node {}")
+            return ErrorReply(errors.NOT_SLOT_OWNER.format(slot=slot))
+        target = _lookup_node(c, argv[4], errors.UNKNOWN_NODE)
         if isinstance(target, ErrorReply):
             return target
         if target.is_replica:
-            return _err("Target node is not a master")
+            return ErrorReply(errors.TARGET_NOT_MASTER)
         node.migrating[slot] = target
     elif action == b"importing" and len(argv) == 5:
         if cluster.slots[slot] is node:
-            return _err(f"I'm already the owner of hash slot {slot}")
-        source = _lookup_node(c, argv[4], "I don't know about node {}")
+            return ErrorReply(errors.ALREADY_SLOT_OWNER.format(slot=slot))
+        source = _lookup_node(c, argv[4], errors.UNKNOWN_NODE)
         if isinstance(source, ErrorReply):
             return source
         if source.is_replica:
-            return _err("Target node is not a master")
+            return ErrorReply(errors.TARGET_NOT_MASTER)
         node.importing[slot] = source
     elif action == b"stable" and len(argv) == 4:
         node.importing.pop(slot, None)
         node.migrating.pop(slot, None)
     elif action == b"node" and len(argv) == 5:
-        target = _lookup_node(c, argv[4], "Unknown node {}")
+        target = _lookup_node(c, argv[4], errors.NO_SUCH_NODE)
         if isinstance(target, ErrorReply):
             return target
         if target.is_replica:
-            return _err("Target node is not a master")
+            return ErrorReply(errors.TARGET_NOT_MASTER)
         with node.store.lock:
             keys_here = len(node.keys_in_slot(slot))
         if cluster.slots[slot] is node and target is not node and keys_here:
-            return _err(
-                f"Can't assign hashslot {slot} to a different node while I still hold keys "
-                "for this hash slot."
-            )
+            return ErrorReply(errors.SLOT_STILL_HAS_KEYS.format(slot=slot))
         if keys_here == 0 and slot in node.migrating:
             del node.migrating[slot]
         # Every emulated node sees the new owner at once: there is no gossip to wait for.
@@ -355,7 +353,7 @@ def _cluster_setslot(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
             _bump_epoch(node)
             del node.importing[slot]
     else:
-        return _err("Invalid CLUSTER SETSLOT action or number of arguments. Try CLUSTER HELP")
+        return ErrorReply(errors.SETSLOT_SYNTAX)
     return OK
 
 
@@ -365,15 +363,15 @@ def _parse_slots(argv: list[bytes], ranges: bool) -> list[int] | ErrorReply:
         for j in range(2, len(argv), 2):
             lo, hi = _slot_arg(argv[j]), _slot_arg(argv[j + 1])
             if lo is None or hi is None:
-                return _err("Invalid or out of range slot")
+                return ErrorReply(errors.SLOT_OUT_OF_RANGE)
             if lo > hi:
-                return _err(f"start slot number {lo} is greater than end slot number {hi}")
+                return ErrorReply(errors.SLOT_RANGE_ORDER.format(lo=lo, hi=hi))
             slots += range(lo, hi + 1)
     else:
         for a in argv[2:]:
             s = _slot_arg(a)
             if s is None:
-                return _err("Invalid or out of range slot")
+                return ErrorReply(errors.SLOT_OUT_OF_RANGE)
             slots.append(s)
     return slots
 
@@ -383,7 +381,7 @@ def _cluster_addslots(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
     ranges = spec.name.endswith("range")
     delete = "|del" in spec.name
     if ranges and len(argv) % 2 == 1:
-        return _err(f"wrong number of arguments for '{spec.name}' command")
+        return ErrorReply(commands.arity_error(spec.name))
     slots = _parse_slots(argv, ranges)
     if isinstance(slots, ErrorReply):
         return slots
@@ -391,11 +389,11 @@ def _cluster_addslots(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
     seen: set[int] = set()
     for s in slots:
         if delete and cluster.slots[s] is None:
-            return _err(f"Slot {s} is already unassigned")
+            return ErrorReply(errors.SLOT_UNASSIGNED.format(slot=s))
         if not delete and cluster.slots[s] is not None:
-            return _err(f"Slot {s} is already busy")
+            return ErrorReply(errors.SLOT_BUSY.format(slot=s))
         if s in seen:
-            return _err(f"Slot {s} specified multiple times")
+            return ErrorReply(errors.SLOT_TWICE.format(slot=s))
         seen.add(s)
     for s in slots:
         cluster.assign(s, None if delete else c.node)
@@ -407,7 +405,7 @@ def _cluster_addslots(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
 @_handles("cluster|flushslots")
 def _cluster_flushslots(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
     if c.node.store.stored_count():
-        return _err("DB must be empty to perform CLUSTER FLUSHSLOTS.")
+        return ErrorReply(errors.FLUSHSLOTS_NOT_EMPTY)
     cluster = c.node.cluster
     for s in range(SLOTS):
         if cluster.slots[s] is c.node:
@@ -420,7 +418,4 @@ def _cluster_flushslots(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any
     "cluster|set-config-epoch", "cluster|reset",
 )  # fmt: skip
 def _cluster_unsupported(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
-    return _err(
-        f"the emulated cluster does not support CLUSTER {_text(argv[1]).upper()}: its nodes "
-        "and roles are fixed when the lab starts (use the real backend for this)"
-    )
+    return ErrorReply(errors.EMULATOR_FIXED_TOPOLOGY.format(sub=_text(argv[1]).upper()))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from slotlab import commands, errors
 from slotlab.backends.emulated.client import _Client
-from slotlab.backends.emulated.helpers import _NOT_INT, REDIS_VERSION, _err, _from_fake, _ll, _text
+from slotlab.backends.emulated.helpers import REDIS_VERSION, _from_fake, _ll
 from slotlab.backends.emulated.registry import _handles
 from slotlab.commands import CommandSpec
 from slotlab.resp import (
@@ -43,9 +44,9 @@ def _quit(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
 def _select(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
     db = _ll(argv[1])
     if db is None:
-        return ErrorReply(_NOT_INT)
+        return ErrorReply(errors.NOT_INTEGER)
     if db != 0:
-        return _err("SELECT is not allowed in cluster mode")
+        return ErrorReply(errors.SELECT_IN_CLUSTER)
     return OK
 
 
@@ -66,46 +67,19 @@ def _reset(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
     return SimpleString("RESET")
 
 
-def _bad_client_name(name: bytes) -> bool:
-    """``clientSetNameOrReply``: names are printable ASCII without spaces."""
-    return any(ch < 0x21 or ch > 0x7E for ch in name)
-
-
 @_handles("client|setname")
 def _client_setname(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
-    if _bad_client_name(argv[2]):
-        return _err("Client names cannot contain spaces, newlines or special characters.")
+    if commands.bad_client_name(argv[2]):
+        return ErrorReply(errors.CLIENT_NAME)
     return _from_fake(c.fake(argv))
 
 
 @_handles("hello")
 def _hello(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
-    version = 0
-    j = 1
-    if len(argv) >= 2:
-        v = _ll(argv[1])
-        if v is None:
-            return _err("Protocol version is not an integer or out of range")
-        version = v
-        j = 2
-        if version < 2 or version > 3:
-            return _err("-NOPROTO unsupported protocol version")
-    name: bytes | None = None
-    while j < len(argv):
-        more = len(argv) - 1 - j
-        opt = argv[j].lower()
-        if opt == b"auth" and more >= 2:
-            if argv[j + 1] != b"default":
-                return _err("-WRONGPASS invalid username-password pair or user is disabled.")
-            j += 2
-        elif opt == b"setname" and more:
-            name = argv[j + 1]
-            if _bad_client_name(name):
-                return _err("Client names cannot contain spaces, newlines or special characters.")
-            j += 1
-        else:
-            return _err(f"Syntax error in HELLO option '{_text(argv[j])}'")
-        j += 1
+    hello = commands.parse_hello(argv)
+    if isinstance(hello, str):
+        return ErrorReply(hello)
+    version, name = hello.protocol, hello.name
     sock = c.sock
     assert sock is not None
     if name is not None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from redis.crc import key_slot as _crc_key_slot
 
-from slotlab import commands
+from slotlab import commands, errors
 from slotlab.backends.emulated.compat import FakeError as _FakeError
 from slotlab.backends.emulated.compat import FakeStatus as _FakeStatus
 from slotlab.resp import (
@@ -32,11 +32,6 @@ _VERSION_TUPLE = tuple(int(x) for x in REDIS_VERSION.split("."))
 _QUEUED = SimpleString("QUEUED")
 #: Commands refused unless enable-debug-command / enable-module-command allow them (7.0: "no").
 _PROTECTED = frozenset({"debug", "module|load", "module|loadex", "module|unload"})
-_CROSSSLOT = "CROSSSLOT Keys in request don't hash to the same slot"
-_TRYAGAIN = "TRYAGAIN Multiple keys request during rehashing of slot"
-_NOSCRIPT = "NOSCRIPT No matching script. Please use EVAL."
-_ROSLAVE = "READONLY You can't write against a read only replica."
-_NOT_INT = "ERR value is not an integer or out of range"
 #: Commands whose RESP3 reply is a set (``addReplySetLen`` in 7.0); fakeredis gives a list.
 _RESP3_SETS = frozenset({"smembers", "sinter", "sunion", "sdiff"})
 #: Commands whose "nothing" is a null array (``*-1``), not a null bulk string (``$-1``).
@@ -63,16 +58,7 @@ def key_slot(key: bytes) -> int:
     return int(_crc_key_slot(key))
 
 
-def _err(text: str) -> ErrorReply:
-    """An error reply from a server-style message: ``-CODE msg`` keeps its code, else ``ERR``."""
-    if text.startswith("-"):
-        return ErrorReply(text[1:])
-    return ErrorReply("ERR " + text)
-
-
-def _text(data: bytes) -> str:
-    """Bytes from the client as text for an error message (C-string semantics: stop at NUL)."""
-    return data.split(b"\0", 1)[0].decode("utf-8", "replace")
+_text = commands.c_string
 
 
 def _ll(data: bytes) -> int | None:
@@ -91,26 +77,23 @@ def _encode_reply(value: Any, protocol: int) -> bytes:
     return encode(value, protocol)
 
 
-_ARITY7 = "ERR Wrong number of args calling Redis command from script"
 _FAKE_TEXTS: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"^ERR at least 1 input key is needed for (\w+)$"),
-     "ERR at least 1 input key is needed for '\\1' command"),
-    (re.compile(r"^ERR invalid expire time in (\w+)$"),
-     "ERR invalid expire time in '\\1' command"),
-]  # fmt: skip
+    (re.compile(r"^ERR at least 1 input key is needed for (\w+)$"), errors.AT_LEAST_ONE_KEY),
+    (re.compile(r"^ERR invalid expire time in (\w+)$"), errors.INVALID_EXPIRE),
+]
 
 
 def _translate(error: _FakeError, argv: Sequence[bytes]) -> _FakeError:
     """fakeredis's error texts where they differ from Redis 7.0's."""
     text = error.value
-    if text == _ARITY7:
+    if text == errors.LUA_ARITY:
         spec = commands.lookup(argv)
         name = spec.name if spec is not None else _text(argv[0]).lower()
-        return _FakeError(f"ERR wrong number of arguments for '{name}' command")
+        return _FakeError(commands.arity_error(name))
     for pattern, replacement in _FAKE_TEXTS:
-        new = pattern.sub(replacement, text)
-        if new != text:
-            return _FakeError(new)
+        m = pattern.match(text)
+        if m:
+            return _FakeError(replacement.format(name=m[1]))
     return error
 
 

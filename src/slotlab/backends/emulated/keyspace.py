@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from slotlab import commands
+from slotlab import commands, errors
 from slotlab.backends.emulated.client import _Client
 from slotlab.backends.emulated.compat import FakeError as _FakeError
-from slotlab.backends.emulated.helpers import _NOT_INT, _err, _from_fake, _ll
+from slotlab.backends.emulated.helpers import _from_fake, _ll
 from slotlab.backends.emulated.registry import _handles
 from slotlab.commands import CommandSpec
 from slotlab.resp import (
@@ -19,12 +19,12 @@ from slotlab.resp import (
 
 @_handles("swapdb")
 def _swapdb(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
-    return _err("SWAPDB is not allowed in cluster mode")
+    return ErrorReply(errors.SWAPDB_IN_CLUSTER)
 
 
 @_handles("move")
 def _move(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
-    return _err("MOVE is not allowed in cluster mode")
+    return ErrorReply(errors.MOVE_IN_CLUSTER)
 
 
 @_handles("touch")
@@ -43,16 +43,16 @@ def _copy(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
         elif opt == b"db" and j + 1 < len(argv):
             value = _ll(argv[j + 1])
             if value is None or not -(2**31) <= value < 2**31:
-                return ErrorReply(_NOT_INT)
+                return ErrorReply(errors.NOT_INTEGER)
             if not 0 <= value < 16:
-                return _err("DB index is out of range")
+                return ErrorReply(errors.DB_RANGE)
             db = value
             j += 1
         else:
-            return _err("syntax error")
+            return ErrorReply(errors.SYNTAX)
         j += 1
     if db != 0:
-        return _err("Copying to another database is not allowed in cluster mode")
+        return ErrorReply(errors.COPY_IN_CLUSTER)
     return _from_fake(c.fake(argv))
 
 
@@ -60,7 +60,7 @@ def _copy(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
 def _sintercard(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
     numkeys = _ll(argv[1])
     if numkeys is None or numkeys < 1:
-        return _err("numkeys should be greater than 0")
+        return ErrorReply(errors.NUMKEYS_ZERO)
     return _from_fake(c.fake(argv))
 
 
@@ -69,7 +69,7 @@ def _bitfield_ro(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
     j = 2
     while j < len(argv):
         if argv[j].lower() != b"get" or len(argv) - 1 - j < 2:
-            return _err("BITFIELD_RO only supports the GET subcommand")
+            return ErrorReply(errors.BITFIELD_RO)
         j += 3
     return _from_fake(c.fake([b"BITFIELD", *argv[1:]]))
 
@@ -95,18 +95,15 @@ def _migrate(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
             j += 2
         elif opt == b"keys":
             if argv[3]:
-                return _err(
-                    "When using MIGRATE KEYS option, the key argument must be set to the empty "
-                    "string"
-                )
+                return ErrorReply(errors.MIGRATE_KEYS_EMPTY_KEY)
             first, num = j + 1, len(argv) - j - 1
             break
         else:
-            return _err("syntax error")
+            return ErrorReply(errors.SYNTAX)
         j += 1
     port, db, timeout = _ll(argv[2]), _ll(argv[4]), _ll(argv[5])
     if port is None or db is None or timeout is None:
-        return ErrorReply(_NOT_INT)
+        return ErrorReply(errors.NOT_INTEGER)
     keys = [k for k in argv[first : first + num] if c.node.key_exists(k)]
     if not keys:
         return SimpleString("NOKEY")
@@ -117,9 +114,9 @@ def _migrate(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
         None,
     )  # fmt: skip
     if target is None:
-        return ErrorReply("IOERR error or timeout connecting to the client")
+        return ErrorReply(errors.MIGRATE_IOERR)
     if db != 0:
-        return _err("Target instance replied with error: ERR SELECT is not allowed in cluster mode")
+        return ErrorReply(errors.MIGRATE_TARGET_ERROR.format(error=errors.SELECT_IN_CLUSTER))
     dumps = []
     for key in keys:
         dumped = c.fake([b"DUMP", key])
@@ -134,12 +131,13 @@ def _migrate(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
         peer.asking = True
         node, slot, error = peer.node_by_query(restore, cmd)
         if error is None and node is not target:
-            error = f"MOVED {slot} {node.address}" if node is not None else "CLUSTERDOWN"
+            moved = errors.MOVED.format(slot=slot, addr=node.address) if node is not None else ""
+            error = moved or "CLUSTERDOWN"
         if error is not None:
-            return _err(f"Target instance replied with error: {error}")
+            return ErrorReply(errors.MIGRATE_TARGET_ERROR.format(error=error))
         result = peer.fake([b"RESTORE", *cmd[1:]])
         if isinstance(result, _FakeError):
-            return _err(f"Target instance replied with error: {result.value}")
+            return ErrorReply(errors.MIGRATE_TARGET_ERROR.format(error=result.value))
     peer.asking = False
     if not copy:
         c.fake([b"DEL", *keys])

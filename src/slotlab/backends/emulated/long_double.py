@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from slotlab import errors
+
 
 def ld_text(value: Any) -> bytes:
     """A long double as ``ld2string(..., LD_STR_HUMAN)`` prints it: ``%.17Lf``, zeros trimmed."""
@@ -36,8 +38,8 @@ def incr_float(current: bytes, increment: bytes) -> bytes:
     """INCRBYFLOAT's arithmetic in long double, the server's precision on this platform."""
     a, b = parse_ld(current), parse_ld(increment)
     if a is None or b is None:
-        raise ValueError("ERR value is not a valid float")
+        raise ValueError(errors.NOT_FLOAT)
     total = a + b
     if np.isnan(total) or np.isinf(total):
-        raise ValueError("ERR increment would produce NaN or Infinity")
+        raise ValueError(errors.NAN_OR_INF)
     return ld_text(total)

@@ -11,9 +11,9 @@ import hashlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from slotlab import commands
+from slotlab import commands, errors
 from slotlab.backends.emulated.cluster import _Node
-from slotlab.backends.emulated.helpers import _CROSSSLOT, _TRYAGAIN, key_slot
+from slotlab.backends.emulated.helpers import key_slot
 from slotlab.backends.emulated.scripting import parse_shebang
 from slotlab.commands import CommandSpec
 from slotlab.resp import ErrorReply
@@ -81,14 +81,14 @@ def node_by_query(
                 first, slot = key, this_slot
                 owner = cluster.slots[slot]
                 if owner is None:
-                    return None, slot, "CLUSTERDOWN Hash slot not served"
+                    return None, slot, errors.CLUSTERDOWN_UNBOUND
                 if owner is node and slot in node.migrating:
                     migrating = True
                 elif slot in node.importing:
                     importing = True
             elif key != first:
                 if slot != this_slot:
-                    return None, slot, _CROSSSLOT
+                    return None, slot, errors.CROSSSLOT
                 multiple = True
             if (migrating or importing) and not pubsubshard:
                 if node.key_exists(key):
@@ -99,17 +99,17 @@ def node_by_query(
         return node, -1, None
     flags = command_flags(c, spec, argv)
     if not cluster.ok:
-        return None, slot, "CLUSTERDOWN The cluster is down"
+        return None, slot, errors.CLUSTERDOWN
     if (migrating or importing) and spec.name == "migrate":
         return node, slot, None
     if migrating and missing:
         if existing:
-            return None, slot, _TRYAGAIN
+            return None, slot, errors.TRYAGAIN
         target = node.migrating[slot]
-        return None, slot, f"ASK {slot} {target.address}"
+        return None, slot, errors.ASK.format(slot=slot, addr=target.address)
     if importing and (c.asking or "asking" in flags):
         if multiple and missing:
-            return None, slot, _TRYAGAIN
+            return None, slot, errors.TRYAGAIN
         return node, slot, None
     is_write = "write" in flags or (
         spec.name == "exec"

@@ -12,13 +12,11 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from slotlab import errors
 from slotlab.backends.emulated.compat import FakeError, NodeSocket
 from slotlab.backends.emulated.helpers import (
-    _NOSCRIPT,
-    _NOT_INT,
     _VERSION_TUPLE,
     REDIS_VERSION,
-    _err,
     _from_fake,
     _ll,
     _text,
@@ -74,22 +72,22 @@ def parse_shebang(body: bytes) -> tuple[frozenset[str], bool, int]:
         return frozenset(), True, 0
     end = body.find(b"\n")
     if end == -1:
-        raise _err("Invalid script shebang")
+        raise ErrorReply(errors.SHEBANG_INVALID)
     from slotlab.resp import split_args
 
     parts = split_args(body[:end])
     if not parts:
-        raise _err("Invalid engine in script shebang")
+        raise ErrorReply(errors.SHEBANG_ENGINE_INVALID)
     if parts[0] != b"#!lua":
-        raise _err(f"Unexpected engine in script shebang: {_text(parts[0])}")
+        raise ErrorReply(errors.SHEBANG_ENGINE_UNEXPECTED.format(engine=_text(parts[0])))
     flags: set[str] = set()
     for part in parts[1:]:
         if not part.startswith(b"flags="):
-            raise _err(f"Unknown lua shebang option: {_text(part)}")
+            raise ErrorReply(errors.SHEBANG_OPTION.format(option=_text(part)))
         for flag in part[6:].split(b","):
             name = _text(flag)
             if name not in _SCRIPT_FLAGS:
-                raise _err(f"Unexpected flag in script shebang: {name}")
+                raise ErrorReply(errors.SHEBANG_FLAG.format(flag=name))
             flags.add(name)
     return frozenset(flags), False, end
 
@@ -191,12 +189,8 @@ class _LuaBridge:
     def _check_time(self, line: Any) -> None:
         """Called every 100000 Lua instructions: stop a script that runs too long."""
         if time.monotonic() > self.deadline:
-            raise _ScriptError(
-                f"ERR slotlab's emulated cluster stopped a script that ran longer than "
-                f"{SCRIPT_TIME_LIMIT:g} s (a real server would answer BUSY to other clients "
-                "until SCRIPT KILL)",
-                int(line),
-            )
+            text = errors.EMULATOR_SCRIPT_TIMEOUT.format(limit=SCRIPT_TIME_LIMIT)
+            raise _ScriptError(text, int(line))
 
     @staticmethod
     def _error_info(err: Any) -> tuple[bytes, int | None]:
@@ -206,17 +200,11 @@ class _LuaBridge:
     @staticmethod
     def _missing_global(name: Any, line: Any) -> Any:
         text = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
-        raise _ScriptError(
-            f"ERR user_script:{int(line)}: Script attempted to access nonexistent global "
-            f"variable '{text}'",
-            int(line),
-        )
+        raise _ScriptError(errors.LUA_GLOBAL.format(line=int(line), name=text), int(line))
 
     @staticmethod
     def _set_global(line: Any) -> Any:
-        raise _ScriptError(
-            f"ERR user_script:{int(line)}: Attempt to modify a readonly table", int(line)
-        )
+        raise _ScriptError(errors.LUA_READONLY_TABLE.format(line=int(line)), int(line))
 
 
 
@@ -241,7 +229,7 @@ def _load_script(c: _Client, body: bytes) -> _Script | ErrorReply:
         message = b""
     if fn is None:
         text = message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)
-        return _err(f"Error compiling script (new function): {text}")
+        return ErrorReply(errors.SCRIPT_COMPILE.format(detail=text))
     script = _Script(sha, body, flags, compat, fn)
     node.scripts[sha] = script
     return script
@@ -261,19 +249,19 @@ def _eval(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
     evalsha = spec.name.startswith("evalsha")
     ro = spec.name.endswith("_ro")
     if evalsha and len(argv[1]) != 40:
-        return ErrorReply(_NOSCRIPT)
+        return ErrorReply(errors.NOSCRIPT)
     numkeys = _ll(argv[2])
     if numkeys is None:
-        return ErrorReply(_NOT_INT)
+        return ErrorReply(errors.NOT_INTEGER)
     if numkeys > len(argv) - 3:
-        return _err("Number of keys can't be greater than number of args")
+        return ErrorReply(errors.NUMKEYS_TOO_MANY)
     if numkeys < 0:
-        return _err("Number of keys can't be negative")
+        return ErrorReply(errors.NUMKEYS_NEGATIVE)
     node = c.node
     if evalsha:
         found = node.scripts.get(argv[1].lower())
         if found is None:
-            return ErrorReply(_NOSCRIPT)
+            return ErrorReply(errors.NOSCRIPT)
         script: _Script | ErrorReply = found
     else:
         script = _load_script(c, argv[1])
@@ -282,12 +270,12 @@ def _eval(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
     assert isinstance(script, _Script)
     if not script.compat:
         if "no-cluster" in script.flags:
-            return _err("Can not run script on cluster, 'no-cluster' flag is set.")
+            return ErrorReply(errors.SCRIPT_NO_CLUSTER)
         if "no-writes" not in script.flags:
             if node.is_replica:
-                return _err("-READONLY Can not run script with write flag on readonly replica")
+                return ErrorReply(errors.SCRIPT_WRITE_ON_REPLICA)
             if ro:
-                return _err("Can not execute a script with write flag using *_ro command.")
+                return ErrorReply(errors.SCRIPT_WRITE_RO)
     run = _RunCtx(
         sha=script.sha.decode(),
         read_only=ro or (not script.compat and "no-writes" in script.flags),
@@ -346,7 +334,7 @@ def _script_error(err: Any, sha: str) -> ErrorReply:
             return str(int(value))
         return str(value)
 
-    msg = field_text(b"err") or "ERR execution failure"
+    msg = field_text(b"err") or errors.LUA_EXECUTION_FAILURE
     source, line = field_text(b"source"), field_text(b"line")
     if source and line:
         msg += f" script: {sha}, on {source}:{line}."
@@ -361,7 +349,7 @@ def _fcall(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
     with c.node.store.lock:
         flags = sock.function_flags(argv[1]) or set()
     if b"no-cluster" in flags:
-        return _err("Can not run script on cluster, 'no-cluster' flag is set.")
+        return ErrorReply(errors.SCRIPT_NO_CLUSTER)
     run = _RunCtx(
         sha=_text(argv[1]),
         read_only=spec.name == "fcall_ro" or b"no-writes" in flags,
@@ -393,9 +381,9 @@ def _script_flush(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
     if len(argv) == 3 and argv[2].lower() in (b"sync", b"async") or len(argv) == 2:
         c.node.scripts.clear()
         return OK
-    return _err("SCRIPT FLUSH only support SYNC|ASYNC option")
+    return ErrorReply(errors.SCRIPT_FLUSH_OPTION)
 
 
 @_handles("script|kill")
 def _script_kill(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
-    return ErrorReply("NOTBUSY No scripts in execution right now.")
+    return ErrorReply(errors.NOTBUSY)

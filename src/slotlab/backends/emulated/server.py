@@ -8,10 +8,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from slotlab import commands
+from slotlab import commands, errors
 from slotlab.backends.emulated.client import _Client
 from slotlab.backends.emulated.compat import FAKEREDIS_VERSION
-from slotlab.backends.emulated.helpers import _NOT_INT, HOST, REDIS_VERSION, _err, _ll, _text
+from slotlab.backends.emulated.helpers import HOST, REDIS_VERSION, _ll, _text
 from slotlab.backends.emulated.registry import _handles
 from slotlab.commands import CommandSpec
 from slotlab.resp import (
@@ -25,11 +25,9 @@ from slotlab.resp import (
 @_handles("wait")
 def _wait(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
     if _ll(argv[1]) is None or _ll(argv[2]) is None:
-        return ErrorReply(_NOT_INT)
+        return ErrorReply(errors.NOT_INTEGER)
     if c.node.is_replica:
-        return _err("WAIT cannot be used with replica instances. Please also note that since "
-                    "Redis 4.0 if a replica is configured to be writable (which is not the "
-                    "default) writes to replicas are just local and are not propagated.")
+        return ErrorReply(errors.WAIT_ON_REPLICA)
     return len(c.node.replicas)
 
 
@@ -96,7 +94,7 @@ def _command_list(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
     if len(argv) == 2:
         return [s.name.encode() for s in every]
     if len(argv) != 5 or argv[2].lower() != b"filterby":
-        return _err("syntax error")
+        return ErrorReply(errors.SYNTAX)
     kind, value = argv[3].lower(), argv[4]
     if kind == b"module":
         return []
@@ -106,7 +104,7 @@ def _command_list(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
     if kind == b"pattern":
         pattern = _text(value)
         return [s.name.encode() for s in every if fnmatch.fnmatchcase(s.name, pattern)]
-    return _err("syntax error")
+    return ErrorReply(errors.SYNTAX)
 
 
 @_handles("command|getkeys", "command|getkeysandflags")
@@ -114,16 +112,16 @@ def _command_getkeys(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
     inner = argv[2:]
     cmd = commands.lookup(inner)
     if cmd is None:
-        return _err("Invalid command specified")
+        return ErrorReply(errors.GETKEYS_INVALID_COMMAND)
     if not commands.has_keys(cmd):
-        return _err("The command has no key arguments")
+        return ErrorReply(errors.GETKEYS_NO_KEYS)
     if not cmd.check_arity(len(inner)):
-        return _err("Invalid number of arguments specified for command")
+        return ErrorReply(errors.GETKEYS_ARITY)
     positions = commands.spec_keys(cmd, inner)
     if not positions:
         if "no_mandatory_keys" in cmd.flags:
             return []
-        return _err("Invalid arguments specified for command")
+        return ErrorReply(errors.GETKEYS_INVALID_ARGS)
     if spec.name == "command|getkeys":
         return [inner[p] for p in positions]
     out = []

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from slotlab import errors
 from slotlab.backends.emulated.client import _NO_REPLY, _Client
-from slotlab.backends.emulated.helpers import _err, _from_fake
+from slotlab.backends.emulated.helpers import _from_fake
 from slotlab.backends.emulated.registry import _handles
 from slotlab.commands import CommandSpec
 from slotlab.resp import (
@@ -18,7 +19,7 @@ from slotlab.resp import (
 @_handles("multi")
 def _multi(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
     if c.multi is not None:
-        return _err("MULTI calls can not be nested")
+        return ErrorReply(errors.MULTI_NESTED)
     c.multi = []
     c.dirty = False
     return OK
@@ -27,7 +28,7 @@ def _multi(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
 @_handles("discard")
 def _discard_cmd(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
     if c.multi is None:
-        return _err("DISCARD without MULTI")
+        return ErrorReply(errors.DISCARD_WITHOUT_MULTI)
     c._discard()
     return OK
 
@@ -35,19 +36,19 @@ def _discard_cmd(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
 @_handles("watch")
 def _watch(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
     if c.multi is not None:
-        return _err("WATCH inside MULTI is not allowed")
+        return ErrorReply(errors.WATCH_IN_MULTI)
     return _from_fake(c.fake(argv))
 
 
 @_handles("exec")
 def _exec(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
     if c.multi is None:
-        return _err("EXEC without MULTI")
+        return ErrorReply(errors.EXEC_WITHOUT_MULTI)
     sock = c.sock
     assert sock is not None
     if c.dirty:
         c._discard()
-        return ErrorReply("EXECABORT Transaction discarded because of previous errors.")
+        return ErrorReply(errors.EXECABORT)
     queued = c.multi
     with c.node.store.lock:
         if sock.watch_notified:
@@ -63,7 +64,7 @@ def _exec(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
                 try:
                     reply = c.call(qspec, qargv)
                 except Exception as exc:  # noqa: BLE001
-                    reply = ErrorReply(f"ERR slotlab emulator internal error: {exc!r}")
+                    reply = ErrorReply(errors.EMULATOR_INTERNAL.format(detail=repr(exc)))
                 replies.append(None if reply is _NO_REPLY else reply)
         finally:
             sock.in_transaction = False
