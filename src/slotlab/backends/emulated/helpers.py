@@ -11,9 +11,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from redis.crc import key_slot as _crc_key_slot
-
-from slotlab import commands, errors
+from slotlab import commands, errors, slots
 from slotlab.backends.emulated.compat import FakeError as _FakeError
 from slotlab.backends.emulated.compat import FakeStatus as _FakeStatus
 from slotlab.resp import (
@@ -53,9 +51,7 @@ class EmulatorStartError(RuntimeError):
     """The emulated cluster could not start (for example, no loopback port could be bound)."""
 
 
-def key_slot(key: bytes) -> int:
-    """The hash slot of a key given as bytes (CRC16 of the hash tag or the key, mod 16384)."""
-    return int(_crc_key_slot(key))
+key_slot = slots.key_slot  # the one key_slot, for str and bytes
 
 
 _text = commands.c_string
