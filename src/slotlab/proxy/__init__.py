@@ -47,21 +47,10 @@ from slotlab.proxy.transport import (
 )
 
 __all__ = [
-    "EVENT_LOOPS",
-    "MAX_INFLIGHT",
-    "PERSONALITIES",
-    "Answer",
-    "FanOut",
-    "Forward",
-    "Proxy",
-    "ProxyClient",
-    "ProxyError",
-    "ScriptProblem",
-    "SessionState",
-    "Transaction",
-    "check_script",
+    "EVENT_LOOPS", "MAX_INFLIGHT", "PERSONALITIES", "Answer", "FanOut", "Forward", "Proxy",
+    "ProxyClient", "ProxyError", "ScriptProblem", "SessionState", "Transaction", "check_script",
     "decide",
-]
+]  # fmt: skip
 
 #: Alibaba's texts, under the names earlier versions of this module gave them.
 ERR_SCRIPT_CROSS_SLOT: Final = errors.ALIBABA_CROSS_SLOT

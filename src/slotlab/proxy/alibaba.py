@@ -116,8 +116,8 @@ class Alibaba(Rules):
                 b"script": self.script, b"multi": self.multi, b"exec": self.exec_,
                 b"discard": self.discard, b"watch": self.watch, b"unwatch": self.unwatch,
                 b"flushall": self.every_master, b"flushdb": self.every_master,
-                b"dbsize": self.dbsize, b"keys": self.keys, b"scan": self.scan,
-                b"randomkey": self.randomkey,
+                b"dbsize": self.every_master, b"keys": self.every_master,
+                b"randomkey": self.every_master, b"scan": self.scan,
             }
         )  # fmt: skip
 
@@ -125,9 +125,8 @@ class Alibaba(Rules):
         name = argv[0].lower()
         if state.tx is not None and name not in self.tx_control:
             return self.queue(argv, state)
-        handler = self.handlers.get(name)
-        if handler is not None:
-            return handler(argv, state, slots)
+        if name in self.handlers:
+            return self.handle(name, argv, state, slots)
         place = single_key(argv[0])
         if place and len(argv) > place:  # one key, one slot, one node
             return Forward(key_slot(argv[place]))
@@ -246,14 +245,14 @@ class Alibaba(Rules):
         sub = argv[1].lower() if len(argv) > 1 else b""
         masters = slots.masters
         everywhere = tuple((m, argv) for m in masters)
-        if sub == b"load" and len(argv) == 3:
+        if sub == b"load":
             self.remember(argv[2])
             return FanOut(everywhere, first_error_or_first)
-        if sub == b"flush" and len(argv) <= 3:
+        if sub == b"flush":
             self.scripts.clear()
             self.verdicts.clear()
             return FanOut(everywhere, first_error_or_first)
-        if sub == b"exists" and len(argv) >= 3:
+        if sub == b"exists":
             shas = [a.decode("ascii", "replace").lower() for a in argv[2:]]
             known = self.scripts
 
@@ -271,10 +270,8 @@ class Alibaba(Rules):
                 return b"*%d\r\n" % len(out) + b"".join(out)
 
             return FanOut(everywhere, exists)
-        if sub == b"kill" and len(argv) == 2:
+        if sub == b"kill":
             return FanOut(everywhere, lambda replies: OK if OK in replies else replies[0])
-        if sub in (b"load", b"flush", b"exists", b"kill") or not sub:
-            return err(commands.arity_error("script|" + shown(sub) if sub else "script"))
         return self.unsupported(argv, state, slots)
 
     # -- rule 4: transactions --
@@ -326,8 +323,6 @@ class Alibaba(Rules):
     def watch(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
         if state.tx is not None:
             return err(errors.WATCH_IN_MULTI)
-        if len(argv) < 2:
-            return err(commands.arity_error("watch"))
         slot = slot_of(argv, range(1, len(argv)))
         if slot is None:
             return err(CROSS_SLOT.format(cmd="WATCH"))
@@ -378,61 +373,29 @@ class Alibaba(Rules):
     def cluster(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
         sub = argv[1].lower() if len(argv) > 1 else b""
         if sub == b"keyslot":
-            if len(argv) != 3:
-                return err(commands.arity_error("cluster|keyslot"))
             return Answer(b":%d\r\n" % key_slot(argv[2]))
-        if not sub:
-            return err(commands.arity_error("cluster"))
         return self.unsupported(argv, state, slots)
 
     def every_master(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
-        return FanOut(tuple((m, argv) for m in slots.masters), first_error_or_first)
+        """FLUSHALL, FLUSHDB, DBSIZE, KEYS, RANDOMKEY: ask every master, merge the replies."""
+        null, name = state.null, argv[0].lower()
 
-    def dbsize(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
-        if len(argv) != 1:
-            return err(commands.arity_error("dbsize"))
-
-        def total(replies: list[bytes]) -> bytes:
-            for raw in replies:
-                if is_error(raw):
-                    return raw
-            return b":%d\r\n" % sum(int_reply(raw) for raw in replies)
-
-        return FanOut(tuple((m, argv) for m in slots.masters), total)
-
-    def keys(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
-        if len(argv) != 2:
-            return err(commands.arity_error("keys"))
-
-        def concat(replies: list[bytes]) -> bytes:
-            items: list[bytes] = []
-            for raw in replies:
-                if is_error(raw):
-                    return raw
-                items += split_array(raw) or []
-            return b"*%d\r\n" % len(items) + b"".join(items)
-
-        return FanOut(tuple((m, argv) for m in slots.masters), concat)
-
-    def randomkey(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
-        if len(argv) != 1:
-            return err(commands.arity_error("randomkey"))
-        null = state.null
-
-        def pick(replies: list[bytes]) -> bytes:
-            found = [raw for raw in replies if raw[1:3] != b"-1" and raw[:1] != b"_"]
-            found = [raw for raw in found if not is_error(raw)]
+        def merge(replies: list[bytes]) -> bytes:
             errors_ = [raw for raw in replies if is_error(raw)]
-            if found:
-                return random.choice(found)
-            return errors_[0] if errors_ else null
+            if errors_ or name in (b"flushall", b"flushdb"):
+                return (errors_ or replies)[0]
+            if name == b"dbsize":
+                return b":%d\r\n" % sum(int_reply(raw) for raw in replies)
+            if name == b"keys":
+                items = [item for raw in replies for item in split_array(raw) or []]
+                return b"*%d\r\n" % len(items) + b"".join(items)
+            found = [raw for raw in replies if raw not in (b"$-1\r\n", b"_\r\n")]  # RANDOMKEY
+            return random.choice(found) if found else null
 
-        return FanOut(tuple((m, argv) for m in slots.masters), pick)
+        return FanOut(tuple((m, argv) for m in slots.masters), merge)
 
     def scan(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
         """SCAN walks the masters in turn; the cursor is ``node_cursor * masters + node``."""
-        if len(argv) < 2:
-            return err(commands.arity_error("scan"))
         masters = list(slots.masters)
         cursor = commands.string2ll(argv[1]) if argv[1] != b"-0" else None
         if cursor is None or cursor < 0:

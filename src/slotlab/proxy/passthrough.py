@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 
-from slotlab import commands, errors
+from slotlab import errors
 from slotlab.proxy.rules import (
     OK,
     QUEUED,
@@ -45,9 +45,8 @@ class Passthrough(Rules):
         name = argv[0].lower()
         if (state.tx is not None or state.tx_live) and name not in self.tx_control:
             return self.in_multi(argv, state)
-        handler = self.handlers.get(name)
-        if handler is not None:
-            return handler(argv, state, slots)
+        if name in self.handlers:
+            return self.handle(name, argv, state, slots)
         positions = key_positions(argv)
         return Forward(key_slot(argv[positions[0]]) if positions else None)
 
@@ -101,8 +100,6 @@ class Passthrough(Rules):
     def watch(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
         if state.tx is not None or state.tx_live:
             return err(errors.WATCH_IN_MULTI)
-        if len(argv) < 2:
-            return err(commands.arity_error("watch"))
         if state.pinned:
             return Forward(None, pinned=True)
         state.pinned = True

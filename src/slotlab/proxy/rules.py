@@ -34,19 +34,9 @@ from slotlab.resp import bulk, error_reply
 from slotlab.slots import key_slot
 
 __all__ = [
-    "Addr",
-    "Answer",
-    "Decision",
-    "FanOut",
-    "Forward",
-    "Rules",
-    "SessionState",
-    "SlotMap",
-    "StaticSlotMap",
-    "Transaction",
-    "decide",
-    "rules_for",
-]
+    "Addr", "Answer", "Decision", "FanOut", "Forward", "Rules", "SessionState", "SlotMap",
+    "StaticSlotMap", "Transaction", "decide", "rules_for",
+]  # fmt: skip
 
 Addr = tuple[str, int]
 
@@ -259,6 +249,14 @@ class Rules:
         """The decision for one request (see the module docstring)."""
         raise NotImplementedError
 
+    def handle(
+        self, name: bytes, argv: list[bytes], state: SessionState, slots: SlotMap
+    ) -> Decision:
+        """A command the proxy answers itself: the server's existence and arity checks first
+        (``commands.check_command``), then its handler."""
+        problem = commands.check_command(argv)[1]
+        return err(problem) if problem is not None else self.handlers[name](argv, state, slots)
+
     # -- the connection commands --
     def unsupported(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
         cmd = shown(argv[0]).upper()
@@ -272,7 +270,7 @@ class Rules:
         return Answer(b"+PONG\r\n" if len(argv) == 1 else bulk(argv[1]))
 
     def echo(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
-        return Answer(bulk(argv[1])) if len(argv) == 2 else err(commands.arity_error("echo"))
+        return Answer(bulk(argv[1]))
 
     def quit(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
         return Answer(OK, close=True)
@@ -298,26 +296,22 @@ class Rules:
         return Answer((b"%7\r\n" if version == 3 else b"*14\r\n") + b"".join(reply))
 
     def select(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
-        if len(argv) != 2:
-            return err(commands.arity_error("select"))
         db = commands.string2ll(argv[1])
         if db is None:
             return err(errors.NOT_INTEGER)
         return Answer(OK) if db == 0 else err(errors.PROXY_DB_RANGE)
 
     def client(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
-        sub = argv[1].lower() if len(argv) > 1 else b""
-        if sub == b"setinfo" and len(argv) == 4:
+        sub = argv[1].lower()
+        if sub == b"setinfo":
             return Answer(OK)
-        if sub == b"setname" and len(argv) == 3:
+        if sub == b"setname":
             if commands.bad_client_name(argv[2]):
                 return err(errors.CLIENT_NAME)
             state.name = argv[2] or None
             return Answer(OK)
-        if sub == b"getname" and len(argv) == 2:
+        if sub == b"getname":
             return Answer(bulk(state.name) if state.name else state.null)
-        if sub in (b"setinfo", b"setname", b"getname") or not sub:
-            return err(commands.arity_error("client|" + shown(sub) if sub else "client"))
         return self.unsupported(argv, state, slots)
 
     def reset(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:

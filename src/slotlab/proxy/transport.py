@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import logging
 import os
@@ -28,7 +29,6 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
-from types import TracebackType
 from typing import Any, Final, cast
 
 import hiredis
@@ -46,8 +46,14 @@ from slotlab.proxy.rules import (
     Transaction,
     rules_for,
 )
-from slotlab.resp import ProtocolError, ReplyFramer, RequestReader, encode_command, error_reply
-from slotlab.resp import split_array as _split_array
+from slotlab.resp import (
+    ProtocolError,
+    ReplyFramer,
+    RequestReader,
+    encode_command,
+    error_reply,
+    split_array,
+)
 from slotlab.slots import SLOT_COUNT
 
 Callback = Callable[[bytes], None]
@@ -76,7 +82,7 @@ class ProxyError(RuntimeError):
     """The proxy could not start (no node answered) or was used after it stopped."""
 
 
-def _encode(args: Sequence[bytes]) -> bytes:
+def _pack(args: Sequence[bytes]) -> bytes:
     return encode_command(*args)
 
 
@@ -92,19 +98,11 @@ def _nodelay(transport: asyncio.BaseTransport) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-_patient: dict[bytes, bool] = {}
-
-
-def _blocking(argv: Sequence[bytes]) -> bool:
-    """True for a command that may wait on the node as long as it likes (BLPOP, WAIT...)."""
-    name = argv[0]
-    found = _patient.get(name)
-    if found is None:
-        spec = commands.lookup(argv[:1])
-        found = spec is not None and "blocking" in spec.flags
-        if len(_patient) < 4096:
-            _patient[name] = found
-    return found
+@functools.lru_cache(maxsize=4096)
+def _blocking(name: bytes) -> bool:
+    """True for a command that may wait on the node as long as it likes (BLPOP, XREAD...)."""
+    spec = commands.lookup([name])
+    return spec is not None and "blocking" in spec.flags
 
 
 # ---- connections to the nodes -----------------------------------------------------------------
@@ -129,22 +127,10 @@ class NodeConn(asyncio.Protocol):
         self._why = ""
         self._timer: asyncio.TimerHandle | None = None
 
-    # -- lifecycle --
-    def start(self) -> None:
-        self.proxy._spawn(self._connect())
-
-    def fail_now(self, why: str) -> None:
-        """Mark this connection unusable: every command sent to it gets the error ``why``."""
-        self.dead = True
-        self._why = why
-
-    async def _connect(self) -> None:
-        loop = asyncio.get_running_loop()
-        host, port = self.addr
+    async def connect(self) -> None:
+        connecting = asyncio.get_running_loop().create_connection(lambda: self, *self.addr)
         try:
-            await asyncio.wait_for(
-                loop.create_connection(lambda: self, host, port), CONNECT_TIMEOUT
-            )
+            await asyncio.wait_for(connecting, CONNECT_TIMEOUT)
         except (OSError, asyncio.TimeoutError) as exc:
             if isinstance(exc, asyncio.TimeoutError):
                 why = "connect timed out"
@@ -196,28 +182,22 @@ class NodeConn(asyncio.Protocol):
             return
         err = self._unreachable()
         self.proxy.stats["unreachable"] += 1
-        with self.proxy._batch():
-            while self.pending:
-                self.pending.popleft()(err)
+        while self.pending:
+            self.pending.popleft()(err)
 
     def _timed_out(self) -> None:
-        self._timer = None
-        if self.pending and not self.patient:
-            self._why = f"no reply within {self.proxy.read_timeout:g} s"
-            if self.transport is not None:
-                self.transport.abort()
-            else:
-                self._fail(self._why)
+        self._why = f"no reply within {self.proxy.read_timeout:g} s"
+        if self.transport is not None:
+            self.transport.abort()  # connection_lost fails what waits
 
     def _arm(self) -> None:
         """Start (or restart) the read timeout while replies are awaited."""
         if self._timer is not None:
             self._timer.cancel()
-            self._timer = None
+        self._timer = None
         if self.pending and not self.patient:
-            self._timer = asyncio.get_running_loop().call_later(
-                self.proxy.read_timeout, self._timed_out
-            )
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self.proxy.read_timeout, self._timed_out)
 
     # -- sending --
     def send(self, payload: bytes, callbacks: Iterable[Callback], patient: bool = False) -> None:
@@ -241,14 +221,10 @@ class NodeConn(asyncio.Protocol):
         self.pending.extend(callbacks)
         if was_idle:
             self._arm()
-        proxy = self.proxy
-        if self.transport is not None and not proxy._depth:
-            self.transport.write(payload)
-            return
-        self.out.append(payload)
+        self.out.append(payload)  # written once this turn of the event loop is over
         if self.transport is not None and not self.corked:
             self.corked = True
-            proxy._corked.append(self)
+            asyncio.get_running_loop().call_soon(self.uncork)
 
     def uncork(self) -> None:
         self.corked = False
@@ -260,8 +236,6 @@ class NodeConn(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         buf = self._buf
         buf += data
-        proxy = self.proxy
-        proxy._depth += 1
         try:
             pos = 0
             while self.pending and pos < len(buf):
@@ -280,10 +254,6 @@ class NodeConn(asyncio.Protocol):
             self._why = "it sent something that is not a RESP reply"
             if self.transport is not None:
                 self.transport.abort()
-        finally:
-            proxy._depth -= 1
-            if not proxy._depth:
-                proxy._drain()
 
 
 # ---- client connections -----------------------------------------------------------------------
@@ -333,8 +303,7 @@ class Session(asyncio.Protocol):
         if self.closing or self.closed:
             return
         self.reader.feed(data)
-        with self.proxy._batch():
-            self.pump()
+        self.pump()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -388,17 +357,17 @@ class Session(asyncio.Protocol):
         elif isinstance(decision, FanOut):
             if decision.counts_as:
                 self.proxy.stats[decision.counts_as] += 1
-            self.gather([(addr, _encode(a)) for addr, a in decision.parts], decision.merge)
+            self.gather([(addr, _pack(a)) for addr, a in decision.parts], decision.merge)
         else:
             self.transaction(decision)
 
     def forward(self, d: Forward, argv: list[bytes], raw: bytes | None) -> None:
         args = d.argv if d.argv is not None else argv
-        payload = raw if d.argv is None and raw is not None else _encode(args)
+        payload = raw if d.argv is None and raw is not None else _pack(args)
         if d.prelude:
-            payload = b"".join(_encode(p) for p in d.prelude) + payload
+            payload = b"".join(_pack(p) for p in d.prelude) + payload
         r = self.new_reply()
-        patient = _blocking(args)
+        patient = _blocking(args[0])
         if d.pinned and self.pinned is not None:
             conn = self.conn_for(self.pinned)
             conn.send(payload, [_ignore] * len(d.prelude) + [r], patient)
@@ -418,7 +387,7 @@ class Session(asyncio.Protocol):
         as_eval = None
         if d.script is not None:  # an EVALSHA whose body the rules know
             name = b"EVAL_RO" if args[0].lower().endswith(b"_ro") else b"EVAL"
-            as_eval = _encode([name, d.script, *args[2:]])
+            as_eval = _pack([name, d.script, *args[2:]])
         self.request(addr, payload, r, landed=landed, as_eval=as_eval, patient=patient,
                      ignored=len(d.prelude))  # fmt: skip
 
@@ -450,12 +419,9 @@ class Session(asyncio.Protocol):
         self._mark()
 
     def _mark(self) -> None:
-        if self.proxy._depth:
-            if not self.dirty:
-                self.dirty = True
-                self.proxy._dirty.append(self)
-        else:
-            self.flush()
+        if not self.dirty:  # written once this turn of the event loop is over
+            self.dirty = True
+            asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
         """Write every reply that is ready and has nothing unready before it."""
@@ -474,8 +440,7 @@ class Session(asyncio.Protocol):
             return
         if self.stalled and len(queue) < MAX_INFLIGHT // 2:
             self.stalled = False
-            with self.proxy._batch():
-                self.pump()
+            self.pump()
 
     # -- talking to nodes --
     def conn_for(self, addr: Addr) -> NodeConn:
@@ -486,25 +451,15 @@ class Session(asyncio.Protocol):
                 self.conns[addr] = conn
         return conn
 
-    def request(
-        self,
-        addr: Addr,
-        payload: bytes,
-        cb: Callback,
-        hops: int = 0,
-        asking: bool = False,
-        landed: Callable[[Addr], None] | None = None,
-        as_eval: bytes | None = None,
-        patient: bool = False,
-        ignored: int = 0,
-    ) -> None:
+    def request(self, addr: Addr, payload: bytes, cb: Callback, hops: int = 0,
+                asking: bool = False, landed: Callable[[Addr], None] | None = None,
+                as_eval: bytes | None = None, patient: bool = False, ignored: int = 0) -> None:
         """Send ``payload`` to ``addr``; ``cb`` gets the final reply.
 
-        The one place that follows MOVED and ASK (up to MAX_REDIRECTS hops), and that resends
-        an EVALSHA as ``as_eval`` (the same call as EVAL, with its body) when the node answers
-        NOSCRIPT. ``ignored``
-        commands at the start of ``payload`` are sent with it, their replies dropped.
-        """
+        The one place that follows MOVED and ASK (up to MAX_REDIRECTS hops) and that resends an
+        EVALSHA as ``as_eval`` (the call as EVAL, with its body) when the node answers NOSCRIPT.
+        The replies of the first ``ignored`` commands in ``payload`` are dropped.
+        """  # fmt: skip
         if self.closed:
             return
 
@@ -536,9 +491,8 @@ class Session(asyncio.Protocol):
         self.conns.clear()
         self.pinned = None
 
-    def gather(
-        self, requests: Sequence[tuple[Addr, bytes]], finish: Callable[[list[bytes]], bytes]
-    ) -> None:
+    def gather(self, requests: Sequence[tuple[Addr, bytes]],
+               finish: Callable[[list[bytes]], bytes]) -> None:  # fmt: skip
         """Send several requests; when all replies are in, ``finish`` makes the one reply."""
         r = self.new_reply()
         results: list[bytes] = [b""] * len(requests)
@@ -588,15 +542,9 @@ class Session(asyncio.Protocol):
             addr = watched or self.proxy.node_for(slot or 0)
             self._sub_transaction(addr, slot, list(cmds), partial(done, idx), 0, watched)
 
-    def _sub_transaction(
-        self,
-        addr: Addr,
-        slot: int | None,
-        cmds: list[list[bytes]],
-        done: Callable[[list[bytes] | None], None],
-        attempt: int,
-        watched: Addr | None,
-    ) -> None:
+    def _sub_transaction(self, addr: Addr, slot: int | None, cmds: list[list[bytes]],
+                         done: Callable[[list[bytes] | None], None], attempt: int,
+                         watched: Addr | None) -> None:  # fmt: skip
         """MULTI, the commands, EXEC on one node; run again where MOVED points if the slot
         moved meanwhile (never a WATCHed one: the WATCH lives on its node)."""
         queued: list[bytes] = []
@@ -612,7 +560,7 @@ class Session(asyncio.Protocol):
                 done(None)
                 return
             if raw.startswith(b"*"):
-                done(_split_array(raw) or [])
+                done(split_array(raw) or [])
                 return
             moved = [q for q in queued[1:] if q.startswith(b"-MOVED ")]
             if moved and attempt < 3 and slot is not None and watched is None:
@@ -623,7 +571,7 @@ class Session(asyncio.Protocol):
             per_command = [q if q[:1] == b"-" else raw for q in queued[1 : 1 + len(cmds)]]
             done(per_command + [raw] * (len(cmds) - len(per_command)))
 
-        payload = _MULTI + b"".join(_encode(c) for c in cmds) + _EXEC
+        payload = _MULTI + b"".join(_pack(c) for c in cmds) + _EXEC
         self.conn_for(addr).send(payload, [queued.append] * (len(cmds) + 1) + [on_exec])
 
 
@@ -649,13 +597,10 @@ def _new_event_loop(kind: str) -> tuple[asyncio.AbstractEventLoop, str]:
     installed and ``kind`` allows it, else asyncio's own loop."""
     if kind != "asyncio":
         try:
-            uvloop = importlib.import_module("uvloop")
+            return importlib.import_module("uvloop").new_event_loop(), "uvloop"
         except ImportError:
             if kind == "uvloop":
                 raise ProxyError("event_loop='uvloop' but uvloop is not installed") from None
-        else:
-            loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-            return loop, "uvloop"
     return asyncio.new_event_loop(), "asyncio"
 
 
@@ -672,20 +617,12 @@ class Proxy:
     one runs. ``read_timeout``: seconds a node may take to answer a non-blocking command.
     """
 
-    def __init__(
-        self,
-        nodes: Iterable[Any],
-        personality: str = "alibaba",
-        script_check_enable: bool = True,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        event_loop: str = "auto",
-        read_timeout: float = READ_TIMEOUT,
-    ) -> None:
+    def __init__(self, nodes: Iterable[Any], personality: str = "alibaba",
+                 script_check_enable: bool = True, host: str = "127.0.0.1", port: int = 0,
+                 event_loop: str = "auto", read_timeout: float = READ_TIMEOUT) -> None:  # fmt: skip
         if event_loop not in EVENT_LOOPS:
-            raise ValueError(
-                f"unknown event_loop {event_loop!r}: choose one of {', '.join(EVENT_LOOPS)}"
-            )
+            choices = ", ".join(EVENT_LOOPS)
+            raise ValueError(f"unknown event_loop {event_loop!r}: choose one of {choices}")
         self._rules: Rules = rules_for(personality, bool(script_check_enable))
         self.event_loop = event_loop
         #: The loop that runs the proxy, once started: "uvloop" or "asyncio".
@@ -710,9 +647,6 @@ class Proxy:
         self._sessions: set[Session] = set()
         self._idle: dict[tuple[Addr, int], list[NodeConn]] = {}
         self._down: dict[Addr, tuple[float, str]] = {}
-        self._depth = 0
-        self._dirty: list[Session] = []
-        self._corked: list[NodeConn] = []
         self._ids = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._refreshing = False
@@ -793,12 +727,7 @@ class Proxy:
     def __enter__(self) -> Proxy:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     # ---- the event loop thread ----------------------------------------------------------------
@@ -833,7 +762,7 @@ class Proxy:
 
     async def _startup(self) -> None:
         await self._load_slot_map()
-        version = await self._ask_any([b"INFO", b"server"])
+        version = await self._ask_any(b"INFO", b"server")
         if isinstance(version, bytes):
             m = re.search(rb"redis_version:([0-9.]+)", version)
             if m:
@@ -867,40 +796,32 @@ class Proxy:
 
     # ---- talking to the cluster outside client traffic ----------------------------------------
 
-    async def _ask(self, addr: Addr, args: Sequence[bytes]) -> Any:
-        """One command on a short-lived connection; the reply parsed by hiredis."""
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(addr[0], addr[1]), CONNECT_TIMEOUT
-        )
-        try:
-            writer.write(_encode(args))
-            parser = hiredis.Reader()
-            while True:
-                data = await asyncio.wait_for(reader.read(1 << 16), 5)
-                if not data:
-                    raise ConnectionError("the node closed the connection")
-                parser.feed(data)
-                reply = parser.gets()
-                if reply is not False:
-                    if isinstance(reply, hiredis.ReplyError):
-                        raise redis.ResponseError(str(reply))
-                    return reply
-        finally:
-            writer.close()
-
-    async def _ask_any(self, args: Sequence[bytes]) -> Any:
+    async def _ask_any(self, *args: bytes) -> Any:
+        """One command to the first node that answers, on a short-lived connection."""
         problems = []
         for addr in dict.fromkeys([*self._masters, *self.seeds]):
             try:
-                return await self._ask(addr, args)
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(*addr), 2)
+                try:
+                    writer.write(_pack(args))
+                    parser = hiredis.Reader()
+                    while (reply := parser.gets()) is False:
+                        data = await asyncio.wait_for(reader.read(1 << 16), 5)
+                        if not data:
+                            raise ConnectionError("the node closed the connection")
+                        parser.feed(data)
+                finally:
+                    writer.close()
+                if isinstance(reply, hiredis.ReplyError):
+                    raise redis.ResponseError(str(reply))
+                return reply
             except (OSError, asyncio.TimeoutError, redis.RedisError) as exc:
                 problems.append(f"{addr[0]}:{addr[1]}: {exc or type(exc).__name__}")
-        name = args[0].decode("utf-8", "replace")
-        raise ProxyError(f"no node answered {name}: " + "; ".join(problems))
+        raise ProxyError(f"no node answered {args[0].decode()}: " + "; ".join(problems))
 
     async def _load_slot_map(self) -> None:
         """Read ``CLUSTER SLOTS`` from the first node that answers; build slot -> master."""
-        reply = await self._ask_any([b"CLUSTER", b"SLOTS"])
+        reply = await self._ask_any(b"CLUSTER", b"SLOTS")
         slots: list[Addr | None] = [None] * SLOT_COUNT
         ranges: list[tuple[int, Addr]] = []
         for entry in reply:
@@ -962,53 +883,23 @@ class Proxy:
                 return conn
         conn = NodeConn(self, addr, proto)
         down = self._down.get(addr)
-        if down is not None and time.monotonic() < down[0]:
-            conn.fail_now(down[1])
-            return conn
-        conn.start()
+        if down is not None and time.monotonic() < down[0]:  # fail fast for a while
+            conn.dead, conn._why = True, down[1]
+        else:
+            self._spawn(conn.connect())
         return conn
 
     def _release(self, conn: NodeConn) -> None:
         """A client left: keep its clean node connection for the next client, or close it."""
         idle = self._idle.setdefault((conn.addr, conn.proto), [])
-        if (
-            self._closing
-            or conn.dead
-            or conn.stateful
-            or conn.pending
-            or conn.transport is None
-            or len(idle) >= IDLE_PER_NODE
-        ):
+        if self._closing or conn.dead or conn.stateful or conn.pending or conn.transport is None \
+                or len(idle) >= IDLE_PER_NODE:  # fmt: skip
             conn.close()
         else:
             idle.append(conn)
 
     def _mark_down(self, addr: Addr, why: str) -> None:
         self._down[addr] = (time.monotonic() + DOWN_BACKOFF, why)
-
-    # ---- batching writes within one event ------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _batch(self) -> Any:
-        self._depth += 1
-        try:
-            yield
-        finally:
-            self._depth -= 1
-            if not self._depth:
-                self._drain()
-
-    def _drain(self) -> None:
-        """End of an event: write every client's ready replies and every node's queued commands."""
-        self._depth = 1
-        try:
-            while self._dirty or self._corked:
-                while self._dirty:
-                    self._dirty.pop().flush()
-                while self._corked:
-                    self._corked.pop().uncork()
-        finally:
-            self._depth = 0
 
     def _next_id(self) -> int:
         self._ids += 1
