@@ -58,7 +58,6 @@ from slotlab.proxy.rules import (
     is_error,
     key_positions,
     shown,
-    single_key,
     slot_of,
 )
 from slotlab.proxy.script_check import check_script
@@ -76,10 +75,10 @@ _NOT_SUPPORTED: Final = NOT_SUPPORTED | frozenset(
         b"publish", b"spublish",
     }
 )  # fmt: skip
-_FANOUT_SUM: Final = frozenset({b"del", b"unlink", b"exists", b"touch"})
+_FAN_OUT: Final = frozenset({b"del", b"unlink", b"exists", b"touch", b"mget", b"mset"})
 SCRIPTS: Final = frozenset({b"eval", b"evalsha", b"eval_ro", b"evalsha_ro"})
 #: Commands with a handler that may still be queued in MULTI (sent with the transaction).
-_QUEUEABLE: Final = _FANOUT_SUM | {b"mget", b"mset", b"ping", b"echo", b"unwatch"}
+_QUEUEABLE: Final = _FAN_OUT | {b"ping", b"echo", b"unwatch"}
 
 
 def _cross_slot(argv: Sequence[bytes]) -> Answer:
@@ -106,13 +105,13 @@ class Alibaba(Rules):
         h = self.handlers
         for name in _NOT_SUPPORTED:
             h[name] = self.unsupported
-        for name in _FANOUT_SUM:
-            h[name] = self.fanout_sum
+        for name in _FAN_OUT:
+            h[name] = self.fan_out
         for name in SCRIPTS:
             h[name] = self.script_call
         h.update(
             {
-                b"mget": self.mget, b"mset": self.mset, b"cluster": self.cluster,
+                b"cluster": self.cluster,
                 b"script": self.script, b"multi": self.multi, b"exec": self.exec_,
                 b"discard": self.discard, b"watch": self.watch, b"unwatch": self.unwatch,
                 b"flushall": self.every_master, b"flushdb": self.every_master,
@@ -127,9 +126,6 @@ class Alibaba(Rules):
             return self.queue(argv, state)
         if name in self.handlers:
             return self.handle(name, argv, state, slots)
-        place = single_key(argv[0])
-        if place and len(argv) > place:  # one key, one slot, one node
-            return Forward(key_slot(argv[place]))
         return self.route(argv)
 
     # -- rule 1: single-slot commands go to the owner --
@@ -141,58 +137,39 @@ class Alibaba(Rules):
         return _cross_slot(argv) if slot is None else Forward(slot)
 
     # -- rule 2: fan-out --
-    def _split(
-        self, argv: list[bytes], groups: dict[int, list[list[bytes]]], slots: SlotMap
-    ) -> tuple[tuple[tuple[str, int], list[bytes]], ...]:
-        return tuple(
-            (slots.node_for(slot), [argv[0], *(a for item in items for a in item)])
-            for slot, items in groups.items()
-        )
-
-    def fanout_sum(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
-        keys = argv[1:]
-        groups = _by_slot(keys)
-        if len(groups) <= 1:
-            return self.route(argv)
-        parts = self._split(argv, {s: [[keys[i]] for i in idx] for s, idx in groups.items()}, slots)
-
-        def total(replies: list[bytes]) -> bytes:
-            for raw in replies:
-                if not raw.startswith(b":"):
-                    return raw
-            return b":%d\r\n" % sum(int_reply(raw) for raw in replies)
-
-        return FanOut(parts, total, "fanouts")
-
-    def mget(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
-        keys = argv[1:]
-        groups = _by_slot(keys)
+    def fan_out(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
+        """DEL, UNLINK, EXISTS, TOUCH, MGET, MSET across slots: one request per slot, the
+        replies merged (a sum; the values in key order for MGET; OK for MSET)."""
+        name, null = argv[0].lower(), state.null
+        step = 2 if name == b"mset" else 1
+        if step == 2 and len(argv) % 2 == 0:  # a key without a value
+            return err(commands.arity_error("mset"))
+        items = [argv[i : i + step] for i in range(1, len(argv), step)]
+        groups = _by_slot([item[0] for item in items])
         if len(groups) <= 1:
             return self.route(argv)
         order = list(groups.values())
-        parts = self._split(argv, {s: [[keys[i]] for i in idx] for s, idx in groups.items()}, slots)
-        null = state.null
+        parts = tuple(
+            (slots.node_for(slot), [argv[0], *(a for i in idx for a in items[i])])
+            for slot, idx in groups.items()
+        )
+        expected = {b"mget": b"*", b"mset": b"+"}.get(name, b":")
 
-        def in_key_order(replies: list[bytes]) -> bytes:
-            values: list[bytes] = [null] * len(keys)
+        def merge(replies: list[bytes]) -> bytes:
+            for raw in replies:
+                if raw[:1] != expected:
+                    return raw  # the first error
+            if name == b"mset":
+                return replies[0]
+            if name != b"mget":
+                return b":%d\r\n" % sum(int_reply(raw) for raw in replies)
+            values: list[bytes] = [null] * len(items)
             for idx, raw in zip(order, replies, strict=True):
-                if not raw.startswith(b"*"):
-                    return raw
-                for i, v in zip(idx, split_array(raw) or [], strict=False):
-                    values[i] = v
-            return b"*%d\r\n" % len(keys) + b"".join(values)
+                for i, value in zip(idx, split_array(raw) or [], strict=False):
+                    values[i] = value
+            return b"*%d\r\n" % len(items) + b"".join(values)
 
-        return FanOut(parts, in_key_order, "fanouts")
-
-    def mset(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
-        if len(argv) < 3 or len(argv) % 2 == 0:
-            return err(commands.arity_error(shown(argv[0]).lower()))
-        pairs = [[argv[i], argv[i + 1]] for i in range(1, len(argv), 2)]
-        groups = _by_slot([k for k, _ in pairs])
-        if len(groups) <= 1:
-            return self.route(argv)
-        parts = self._split(argv, {s: [pairs[i] for i in idx] for s, idx in groups.items()}, slots)
-        return FanOut(parts, lambda replies: first_error_or_first(replies), "fanouts")
+        return FanOut(parts, merge, "fanouts")
 
     # -- rule 3: Lua scripts --
     def remember(self, body: bytes) -> None:
@@ -256,18 +233,15 @@ class Alibaba(Rules):
             shas = [a.decode("ascii", "replace").lower() for a in argv[2:]]
             known = self.scripts
 
-            def exists(replies: list[bytes]) -> bytes:
-                for raw in replies:
-                    if is_error(raw):
-                        return raw
-                per_node = [split_array(raw) or [] for raw in replies]
-                out = [
-                    b":1\r\n"
-                    if sha in known or all(node[i] == b":1\r\n" for node in per_node)
-                    else b":0\r\n"
+            def exists(replies: list[bytes]) -> bytes:  # known here, or on every master
+                if any(is_error(raw) for raw in replies):
+                    return first_error_or_first(replies)
+                nodes = [split_array(raw) or [] for raw in replies]
+                found = [
+                    sha in known or all(n[i] == b":1\r\n" for n in nodes)
                     for i, sha in enumerate(shas)
                 ]
-                return b"*%d\r\n" % len(out) + b"".join(out)
+                return b"*%d\r\n" % len(found) + b"".join(b":%d\r\n" % f for f in found)
 
             return FanOut(everywhere, exists)
         if sub == b"kill":

@@ -64,7 +64,7 @@ class Answer:
 class Forward:
     """Send the request to the owner of ``slot`` (None: any master), its reply to the client.
 
-    ``argv``: send this instead of the request as the client sent it. ``pinned``: send it to
+    ``pinned``: send it to
     the node this connection is pinned to (a WATCH or a transaction lives there), redirects not
     followed. ``pin``: pin the connection to wherever the request lands. ``prelude``: commands
     sent first whose replies the client never sees. ``script``: the body of an EVALSHA, sent as
@@ -72,7 +72,6 @@ class Forward:
     """
 
     slot: int | None
-    argv: list[bytes] | None = None
     pinned: bool = False
     pin: bool = False
     prelude: tuple[list[bytes], ...] = ()
@@ -167,34 +166,6 @@ def first_error_or_first(replies: list[bytes]) -> bytes:
     return replies[0]
 
 
-_single: dict[bytes, int] = {}
-
-
-def single_key(name: bytes) -> int:
-    """For a command with exactly one key at a fixed place (GET, SET, HSET...), that place;
-    0 for every other command. Cached per name as sent: the same few names come all the time."""
-    try:
-        return _single[name]
-    except KeyError:
-        pass
-    spec = commands.lookup([name])
-    place = 0
-    if (
-        spec is not None
-        and not spec.subcommands
-        and "movablekeys" not in spec.flags
-        and spec.first > 0
-        and spec.first == spec.last
-    ):
-        # The cluster's own key search must agree (SET and BITFIELD have getkeys procedures).
-        sample = [name] + [b"k"] * max(abs(spec.arity) - 1, spec.first)
-        if commands.cluster_keys(spec, sample) == [spec.first]:
-            place = spec.first
-    if len(_single) < 4096:
-        _single[name] = place
-    return place
-
-
 def key_positions(argv: Sequence[bytes]) -> list[int]:
     """Where the keys are in ``argv``, as the cluster finds them; [] for none or unknown."""
     spec = commands.lookup(argv)
@@ -228,20 +199,13 @@ class Rules:
 
     name = "base"
     #: Control commands that run even inside MULTI (everything else is queued).
-    tx_control: frozenset[bytes] = frozenset(
-        {b"multi", b"exec", b"discard", b"watch", b"quit", b"reset"}
-    )
+    tx_control = frozenset({b"multi", b"exec", b"discard", b"watch", b"quit", b"reset"})
 
     def __init__(self) -> None:
         self.handlers: dict[bytes, Handler] = {
-            b"ping": self.ping,
-            b"echo": self.echo,
-            b"quit": self.quit,
-            b"hello": self.hello,
-            b"select": self.select,
-            b"client": self.client,
-            b"reset": self.reset,
-        }
+            b"ping": self.ping, b"echo": self.echo, b"quit": self.quit, b"hello": self.hello,
+            b"select": self.select, b"client": self.client, b"reset": self.reset,
+        }  # fmt: skip
         for name in NOT_SUPPORTED:
             self.handlers[name] = self.unsupported
 

@@ -75,6 +75,7 @@ class ScriptProblem:
 
 
 _SENTINELS: Final = (b"\x00expr-1", b"\x00expr-2")
+_CALLS: Final = (["redis", ".", "call", "("], ["redis", ".", "pcall", "("])
 
 
 def _arg_text(toks: Sequence[_Tok]) -> str:
@@ -97,15 +98,8 @@ def _literal(toks: Sequence[_Tok], sentinel: bytes) -> bytes:
 
 def _is_keys_index(toks: Sequence[_Tok]) -> bool:
     """True for exactly ``KEYS[<whole number>]``."""
-    return (
-        len(toks) == 4
-        and toks[0].kind == "name"
-        and toks[0].text == "KEYS"
-        and toks[1].text == "["
-        and toks[2].kind == "number"
-        and toks[2].text.isdigit()
-        and toks[3].text == "]"
-    )
+    texts = [t.text for t in toks]  # a string token keeps its quotes: 'KEYS' is not KEYS
+    return len(texts) == 4 and texts[:2] == ["KEYS", "["] and texts[2].isdigit() and texts[3] == "]"
 
 
 def _call_args(toks: Sequence[_Tok], start: int) -> tuple[list[list[_Tok]], int]:
@@ -179,15 +173,8 @@ def check_script(script: str | bytes) -> list[ScriptProblem]:
     i = 0
     while i + 3 < len(toks):
         t = toks[i]
-        if not (
-            t.kind == "name"
-            and t.text == "redis"
-            and toks[i + 1].text == "."
-            and toks[i + 2].kind == "name"
-            and toks[i + 2].text in ("call", "pcall")
-            and toks[i + 3].text == "("
-            and (i == 0 or toks[i - 1].text not in (".", ":"))
-        ):
+        texts = [x.text for x in toks[i : i + 4]]
+        if texts not in _CALLS or (i and toks[i - 1].text in (".", ":")):  # not x.redis.call
             i += 1
             continue
         try:
@@ -218,12 +205,8 @@ def _check_call(args: list[list[_Tok]]) -> str | None:
         return "which arguments are keys depends on values computed at run time"
     last = args[-1]
     expands = last and (last[-1].text == ")" or (len(last) == 1 and last[0].text == "..."))
-    if (
-        expands
-        and len(args) > 1
-        and spec.first > 0
-        and (spec.last < 0 or len(args) - 1 <= spec.last)
-    ):
+    fixed_keys = spec.first > 0 and (spec.last < 0 or len(args) <= spec.last + 1)
+    if expands and len(args) > 1 and fixed_keys:
         return f"keys may come from the expansion {_arg_text(last)}, not from KEYS[n]"
     for p in positions:
         if p < len(args) and not _is_keys_index(args[p]):

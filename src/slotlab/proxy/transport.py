@@ -34,26 +34,9 @@ from typing import Any, Final, cast
 import hiredis
 import redis
 
-from slotlab import commands, errors
-from slotlab.proxy.rules import (
-    Addr,
-    Answer,
-    Decision,
-    FanOut,
-    Forward,
-    Rules,
-    SessionState,
-    Transaction,
-    rules_for,
-)
-from slotlab.resp import (
-    ProtocolError,
-    ReplyFramer,
-    RequestReader,
-    encode_command,
-    error_reply,
-    split_array,
-)
+from slotlab import commands, errors, resp
+from slotlab.proxy.rules import Addr, Answer, FanOut, Forward, SessionState, Transaction, rules_for
+from slotlab.resp import ProtocolError, ReplyFramer, RequestReader, error_reply, split_array
 from slotlab.slots import SLOT_COUNT
 
 Callback = Callable[[bytes], None]
@@ -71,11 +54,11 @@ REFRESH_INTERVAL: Final = 0.5  # seconds between slot map reads caused by unreac
 
 _log = logging.getLogger("slotlab.proxy")
 
-_HELLO3: Final = encode_command(b"HELLO", b"3")
-_ASKING: Final = encode_command(b"ASKING")
-_MULTI: Final = encode_command(b"MULTI")
-_EXEC: Final = encode_command(b"EXEC")
-_UNPIN: Final = encode_command(b"DISCARD") + encode_command(b"UNWATCH")
+_HELLO3: Final = resp.encode_command(b"HELLO", b"3")
+_ASKING: Final = resp.encode_command(b"ASKING")
+_MULTI: Final = resp.encode_command(b"MULTI")
+_EXEC: Final = resp.encode_command(b"EXEC")
+_UNPIN: Final = resp.encode_command(b"DISCARD") + resp.encode_command(b"UNWATCH")
 
 
 class ProxyError(RuntimeError):
@@ -83,7 +66,7 @@ class ProxyError(RuntimeError):
 
 
 def _pack(args: Sequence[bytes]) -> bytes:
-    return encode_command(*args)
+    return resp.encode_command(*args)
 
 
 def _ignore(raw: bytes) -> None:
@@ -131,13 +114,9 @@ class NodeConn(asyncio.Protocol):
         connecting = asyncio.get_running_loop().create_connection(lambda: self, *self.addr)
         try:
             await asyncio.wait_for(connecting, CONNECT_TIMEOUT)
-        except (OSError, asyncio.TimeoutError) as exc:
-            if isinstance(exc, asyncio.TimeoutError):
-                why = "connect timed out"
-            elif exc.errno:  # "Connection refused", whichever event loop runs the proxy
-                why = os.strerror(exc.errno)
-            else:
-                why = exc.strerror or str(exc) or type(exc).__name__
+        except (OSError, asyncio.TimeoutError) as exc:  # "Connection refused", on either loop
+            errno = getattr(exc, "errno", None)
+            why = os.strerror(errno) if errno else str(exc) or "connect timed out"
             self.proxy._mark_down(self.addr, why)
             self.proxy._schedule_refresh()  # a failover may have given its slots to a replica
             self._fail(why)
@@ -339,7 +318,8 @@ class Session(asyncio.Protocol):
             except Exception as exc:  # noqa: BLE001 - a bug must not stall this client
                 self.internal_error(exc, first)
 
-    def carry_out(self, decision: Decision, argv: list[bytes], raw: bytes | None) -> None:
+    def carry_out(self, decision: Answer | Forward | FanOut | Transaction, argv: list[bytes],
+                  raw: bytes | None) -> None:  # fmt: skip
         """Do what the rules decided for ``argv`` (``raw``: its bytes as the client sent them)."""
         if self.state.protocol != self.proto:
             self.switch_protocol(self.state.protocol)
@@ -362,8 +342,8 @@ class Session(asyncio.Protocol):
             self.transaction(decision)
 
     def forward(self, d: Forward, argv: list[bytes], raw: bytes | None) -> None:
-        args = d.argv if d.argv is not None else argv
-        payload = raw if d.argv is None and raw is not None else _pack(args)
+        args = argv
+        payload = raw if raw is not None else _pack(argv)
         if d.prelude:
             payload = b"".join(_pack(p) for p in d.prelude) + payload
         r = self.new_reply()
@@ -623,7 +603,7 @@ class Proxy:
         if event_loop not in EVENT_LOOPS:
             choices = ", ".join(EVENT_LOOPS)
             raise ValueError(f"unknown event_loop {event_loop!r}: choose one of {choices}")
-        self._rules: Rules = rules_for(personality, bool(script_check_enable))
+        self._rules = rules_for(personality, bool(script_check_enable))
         self.event_loop = event_loop
         #: The loop that runs the proxy, once started: "uvloop" or "asyncio".
         self.loop_kind = ""
