@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -438,3 +439,42 @@ def test_untested_fakeredis_is_refused_at_import() -> None:
         env=env,
     ).stdout
     assert out.startswith("UntestedFakeredis ") and "pip install" in out and "9.0.0" in out
+
+
+def test_blocked_clients_are_bounded(lab: Lab) -> None:
+    """Each blocked client waits in a thread: past the bound the command is refused plainly,
+    and the threads go away when the clients wake."""
+    backend = lab.backend
+    assert isinstance(backend, EmulatedBackend)
+    backend.max_blocked_clients = 2
+    node = lab.nodes[0]
+    before = {t for t in threading.enumerate() if t.name == "slotlab-emulated-blocking"}
+    waiters = [redis.Redis(host=node.host, port=node.port) for _ in range(2)]
+    results: list[Any] = []
+    threads = [
+        threading.Thread(target=lambda r=r: results.append(r.blpop(["{b}q"], timeout=10)))
+        for r in waiters
+    ]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 5
+    while backend.blocked_clients < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert backend.blocked_clients == 2
+    third = lab.node_client(0)
+    with pytest.raises(redis.ResponseError, match="at most 2 blocked clients at once"):
+        third.blpop(["{b}q"], timeout=1)
+    assert third.ping()  # the refused client still works
+    blocking = {t for t in threading.enumerate() if t.name == "slotlab-emulated-blocking"}
+    assert len(blocking - before) == 2
+    third.rpush("{b}q", "x", "y")
+    for t in threads:
+        t.join(5)
+    assert sorted(tuple(r) for r in results) == [(b"{b}q", b"x"), (b"{b}q", b"y")]
+    deadline = time.monotonic() + 5
+    while backend.blocked_clients and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert backend.blocked_clients == 0
+    assert third.blpop(["{b}q"], timeout=0.1) is None  # a slot is free again
+    for r in waiters:
+        r.close()

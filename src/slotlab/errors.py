@@ -199,6 +199,10 @@ PROXY_INTERNAL: Final = "ERR slotlab proxy: internal error ({kind}: {detail})"
 
 # ---- the emulated cluster -------------------------------------------------------------------
 EMULATOR_INTERNAL: Final = "ERR slotlab emulator internal error: {detail}"
+EMULATOR_BLOCKED_LIMIT: Final = (
+    "ERR slotlab's emulated cluster serves at most {limit} blocked clients at once (each waits "
+    "in a thread of its own); wake or close some first, or use the real backend"
+)
 EMULATOR_SCRIPT_TIMEOUT: Final = (
     "ERR slotlab's emulated cluster stopped a script that ran longer than {limit:g} s (a real "
     "server would answer BUSY to other clients until SCRIPT KILL)"

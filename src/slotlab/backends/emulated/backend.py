@@ -23,6 +23,9 @@ class EmulatedBackend(Backend):
     """
 
     name = "emulated"
+    #: At most this many clients wait in blocking commands at once, each in a thread of its own
+    #: (the server has no such limit; the threads are this emulator's cost of blocking).
+    max_blocked_clients = 128
 
     def __init__(self, masters: int = 3, replicas: int = 0) -> None:
         if masters < 1:
@@ -37,6 +40,8 @@ class EmulatedBackend(Backend):
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self.pending: set[asyncio.Future[Any]] = set()
+        #: Clients whose blocking command waits in a worker thread now (loop thread only).
+        self.blocked_clients = 0
         self._internal: dict[str, _InternalClient] = {}
         self._standalone: list[Any] = []  # plain fakeredis servers (start_standalone)
         self._build()

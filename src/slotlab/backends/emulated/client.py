@@ -132,7 +132,7 @@ class _Client(asyncio.Protocol):
             try:
                 self.node.store.release(sock)
             except Exception:  # noqa: BLE001 - cleanup must not break the loop
-                    LOG.debug("socket cleanup failed", exc_info=True)
+                LOG.warning("closing a client's fakeredis connection failed", exc_info=True)
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
@@ -321,12 +321,23 @@ class _Client(asyncio.Protocol):
         return spec.name != "wait"
 
     def _call_blocking(self, spec: CommandSpec, argv: list[bytes]) -> Any:
-        """Run a blocking command in a worker thread; the loop keeps serving everyone else."""
+        """Run a blocking command in a worker thread; the loop keeps serving everyone else.
+
+        Each blocked client holds one thread until its command returns, so their number is
+        bounded (``EmulatedBackend.max_blocked_clients``); past it the command is refused.
+        """
+        backend = self.backend
+        if backend.blocked_clients >= backend.max_blocked_clients:
+            LOG.warning("refused %s: %d clients already blocked", spec.name.upper(),
+                        backend.blocked_clients)
+            limit = backend.max_blocked_clients
+            return ErrorReply(errors.EMULATOR_BLOCKED_LIMIT.format(limit=limit))
+        backend.blocked_clients += 1
         self.busy = True
-        loop = self.backend.loop
+        loop = backend.loop
         assert loop is not None
         fut: asyncio.Future[Any] = loop.create_future()
-        self.backend.pending.add(fut)
+        backend.pending.add(fut)
 
         def settle(ok: bool, value: Any) -> None:
             if not fut.done():
@@ -340,22 +351,30 @@ class _Client(asyncio.Protocol):
                 outcome: tuple[bool, Any] = (True, self.fake(argv))
             except Exception as exc:  # noqa: BLE001 - handed to the loop
                 outcome = (False, exc)
-            with contextlib.suppress(RuntimeError):  # the loop closed: the lab stopped
+            try:
                 loop.call_soon_threadsafe(settle, *outcome)
+            except RuntimeError:  # the loop closed: the lab stopped, the client is gone
+                if not outcome[0]:
+                    LOG.warning("blocking %s failed after the lab stopped: %r",
+                                spec.name.upper(), outcome[1])
 
         # A daemon thread per blocked client: it never holds up the interpreter's exit.
         threading.Thread(target=work, name="slotlab-emulated-blocking", daemon=True).start()
 
         def done(f: asyncio.Future[Any]) -> None:
-            self.backend.pending.discard(f)
+            backend.pending.discard(f)
+            backend.blocked_clients -= 1
             self.busy = False
             if self.closing:
                 self._close_sock()
                 return
             try:
                 reply = _from_fake(f.result())
-            except Exception as exc:  # noqa: BLE001
-                reply = ErrorReply(f"ERR {exc}")
+            except FakeError as exc:
+                reply = ErrorReply(exc.value)
+            except Exception as exc:  # noqa: BLE001 - one bad command must not kill the node
+                LOG.exception("emulator failed on blocking %r", argv[:1])
+                reply = ErrorReply(errors.EMULATOR_INTERNAL.format(detail=repr(exc)))
             if reply is None and spec.name in _NULL_ARRAY:
                 reply = NullArray
             out: list[bytes] = []

@@ -6,7 +6,7 @@ from typing import Any
 
 from slotlab import errors
 from slotlab.backends.emulated.client import _NO_REPLY, _Client
-from slotlab.backends.emulated.helpers import _from_fake
+from slotlab.backends.emulated.helpers import LOG, _from_fake
 from slotlab.backends.emulated.registry import _handles
 from slotlab.commands import CommandSpec
 from slotlab.resp import (
@@ -63,7 +63,8 @@ def _exec(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
             for qspec, qargv, _ in queued:
                 try:
                     reply = c.call(qspec, qargv)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:  # noqa: BLE001 - one bad command must not kill the node
+                    LOG.exception("emulator failed on %r inside EXEC", qargv[:1])
                     reply = ErrorReply(errors.EMULATOR_INTERNAL.format(detail=repr(exc)))
                 replies.append(None if reply is _NO_REPLY else reply)
         finally:
