@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from slotlab import commands, errors
-from slotlab.resp import bulk, error_reply
+from slotlab.resp import bulk, encode, error_reply
 from slotlab.slots import key_slot
 
 __all__ = [
@@ -248,16 +248,9 @@ class Rules:
             state.name = hello.name or None
         version = hello.protocol or state.protocol
         state.protocol = version
-        reply = [
-            bulk(b"server"), bulk(b"redis"),
-            bulk(b"version"), bulk(state.version.encode()),
-            bulk(b"proto"), b":%d\r\n" % version,
-            bulk(b"id"), b":%d\r\n" % state.id,
-            bulk(b"mode"), bulk(b"standalone"),
-            bulk(b"role"), bulk(b"master"),
-            bulk(b"modules"), b"*0\r\n",
-        ]  # fmt: skip
-        return Answer((b"%7\r\n" if version == 3 else b"*14\r\n") + b"".join(reply))
+        reply = {b"server": b"redis", b"version": state.version.encode(), b"proto": version,
+                 b"id": state.id, b"mode": b"standalone", b"role": b"master", b"modules": []}
+        return Answer(encode(reply, version))  # a map in RESP3, a flat array in RESP2
 
     def select(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
         db = commands.string2ll(argv[1])
@@ -280,10 +273,8 @@ class Rules:
 
     def reset(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
         pinned = state.pinned
-        state.tx = None
+        state.tx = state.name = state.watch_slot = None
         state.tx_error = state.pinned = state.tx_live = False
-        state.name = None
-        state.watch_slot = None
         return Answer(b"+RESET\r\n", unpin=pinned)
 
 
@@ -299,12 +290,8 @@ def rules_for(personality: str, script_check_enable: bool = True) -> Rules:
     raise ValueError(f"unknown personality {personality!r}: choose one of 'alibaba', 'passthrough'")
 
 
-def decide(
-    personality: str | Rules,
-    argv: Sequence[bytes | str],
-    state: SessionState | None = None,
-    slots: SlotMap | None = None,
-) -> Decision:
+def decide(personality: str | Rules, argv: Sequence[bytes | str],
+           state: SessionState | None = None, slots: SlotMap | None = None) -> Decision:
     """What the proxy with ``personality`` does with one request, without any network.
 
     ``state`` is the client connection's state (a new connection's if not given; a MULTI
@@ -314,8 +301,5 @@ def decide(
     """
     rules = rules_for(personality) if isinstance(personality, str) else personality
     args = [a.encode() if isinstance(a, str) else bytes(a) for a in argv]
-    if state is None:
-        state = SessionState()
-    if slots is None:
-        slots = StaticSlotMap([("127.0.0.1", 7000)])
-    return rules.decide(args, state, slots)
+    slots = slots or StaticSlotMap([("127.0.0.1", 7000)])
+    return rules.decide(args, state if state is not None else SessionState(), slots)

@@ -559,17 +559,17 @@ class Session(asyncio.Protocol):
 
 
 def _parse_node(node: Any) -> Addr:
-    if isinstance(node, tuple) and len(node) == 2:
-        return (str(node[0]), int(node[1]))
+    """``"host:port"``, ``(host, port)`` or an object with ``.host`` and ``.port``."""
     if isinstance(node, str):
         host, _, port = node.rpartition(":")
         if not host or not port.isdigit():
             raise ValueError(f"a node address must look like 'host:port', not {node!r}")
         return (host.strip("[]"), int(port))
-    node_host, node_port = getattr(node, "host", None), getattr(node, "port", None)
-    if node_host is None or node_port is None:
+    host, port = node if isinstance(node, tuple) else (getattr(node, "host", None),
+                                                        getattr(node, "port", None))
+    if host is None or port is None:
         raise TypeError(f"cannot read a node address from {node!r}: give 'host:port' strings")
-    return (str(node_host), int(node_port))
+    return (str(host), int(port))
 
 
 def _new_event_loop(kind: str) -> tuple[asyncio.AbstractEventLoop, str]:
@@ -610,18 +610,13 @@ class Proxy:
         self.seeds: list[Addr] = [_parse_node(n) for n in nodes]
         if not self.seeds:
             raise ValueError("give the proxy at least one cluster node to start from")
-        self.personality = personality
-        self.script_check_enable = bool(script_check_enable)
-        self.host = host
-        self.port = port
-        self.read_timeout = read_timeout
+        self.personality, self.script_check_enable = personality, bool(script_check_enable)
+        self.host, self.port, self.read_timeout = host, port, read_timeout
         self.server_version = "7.0.0"
         #: Counters a notebook can print: commands, fanouts, redirects, scripts_rejected, ...
         self.stats: dict[str, int] = dict.fromkeys(
             ("commands", "connections", "fanouts", "redirects", "scripts_rejected",
-             "split_transactions", "unreachable", "slot_map_refreshes", "internal_errors"),
-            0,
-        )  # fmt: skip
+             "split_transactions", "unreachable", "slot_map_refreshes", "internal_errors"), 0)
         self._slots: list[Addr | None] = [None] * SLOT_COUNT
         self._masters: list[Addr] = []
         self._sessions: set[Session] = set()
@@ -629,9 +624,8 @@ class Proxy:
         self._down: dict[Addr, tuple[float, str]] = {}
         self._ids = 0
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._refreshing = False
+        self._refreshing = self._closing = False
         self._refreshed_at = 0.0
-        self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.AbstractServer | None = None
@@ -660,43 +654,46 @@ class Proxy:
 
     def __repr__(self) -> str:
         state = f"on {self.address}" if self.running else "stopped"
-        return (
-            f"<Proxy {self.personality} script_check_enable={self.script_check_enable} {state}, "
-            f"{len(self._masters)} masters>"
-        )
+        check = f"script_check_enable={self.script_check_enable}"
+        return f"<Proxy {self.personality} {check} {state}, {len(self._masters)} masters>"
 
     def start(self) -> Proxy:
         """Read the slot map and start listening; returns self. Raises ProxyError on failure."""
         if self.running:
             return self
         loop, self.loop_kind = _new_event_loop(self.event_loop)
-        thread = threading.Thread(
-            target=self._run_loop, args=(loop,), name=f"slotlab-proxy-{self.personality}",
-            daemon=True,
-        )  # fmt: skip
+        name = f"slotlab-proxy-{self.personality}"
+        thread = threading.Thread(target=loop.run_forever, name=name, daemon=True)
         thread.start()
         self._loop, self._thread = loop, thread
         try:
             asyncio.run_coroutine_threadsafe(self._startup(), loop).result(timeout=30)
         except BaseException as exc:
-            self._stop_loop()
+            self.stop()
             if isinstance(exc, ProxyError):
                 raise
             raise ProxyError(f"the proxy could not start: {exc}") from exc
-        self._finalizer = weakref.finalize(self, Proxy._stop_at_exit, loop, thread)
+        # at interpreter exit, a proxy nobody stopped stops its loop (the thread is a daemon)
+        self._finalizer = weakref.finalize(self, loop.call_soon_threadsafe, loop.stop)
         return self
 
     def stop(self) -> None:
         """Close every client connection and node connection, and the listener. Safe twice."""
-        loop = self._loop
-        if loop is None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
             return
+        self._loop = self._thread = self._server = None
         if self._finalizer is not None:
             self._finalizer.detach()
-        if loop.is_running() and threading.current_thread() is not self._thread:
+        if thread is not threading.current_thread():
             with contextlib.suppress(Exception):
                 asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout=10)
-        self._stop_loop()
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=10)
+            if not loop.is_running():
+                loop.close()
+        else:
+            loop.stop()
 
     def refresh_slot_map(self) -> None:
         """Read the slot map again now (the proxy also does this by itself after MOVED)."""
@@ -709,36 +706,6 @@ class Proxy:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-
-    # ---- the event loop thread ----------------------------------------------------------------
-
-    @staticmethod
-    def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_forever()
-        finally:
-            with contextlib.suppress(Exception):
-                loop.run_until_complete(loop.shutdown_asyncgens())
-
-    def _stop_loop(self) -> None:
-        loop, thread = self._loop, self._thread
-        self._loop = self._thread = None
-        self._server = None
-        if loop is None:
-            return
-        if loop.is_running():
-            loop.call_soon_threadsafe(loop.stop)
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=10)
-        if not loop.is_running():
-            loop.close()
-
-    @staticmethod
-    def _stop_at_exit(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
-        if loop.is_running():
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=5)
 
     async def _startup(self) -> None:
         await self._load_slot_map()
