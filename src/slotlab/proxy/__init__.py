@@ -17,9 +17,6 @@ and NOSCRIPT in one place). Texts the proxy makes up start ``ERR slotlab proxy:`
 
 from __future__ import annotations
 
-from typing import Final
-
-from slotlab import errors
 from slotlab.proxy.rules import Answer, FanOut, Forward, SessionState, Transaction, decide
 from slotlab.proxy.script_check import ScriptProblem, check_script
 from slotlab.proxy.transport import (
@@ -36,8 +33,3 @@ __all__ = [
     "ProxyClient", "ProxyError", "ScriptProblem", "SessionState", "Transaction", "check_script",
     "decide",
 ]  # fmt: skip
-
-#: Alibaba's texts, under the names earlier versions of this module gave them.
-ERR_SCRIPT_CROSS_SLOT: Final = errors.ALIBABA_CROSS_SLOT
-ERR_SCRIPT_NO_KEYS: Final = errors.ALIBABA_NO_KEYS
-ERR_BAD_SCRIPT: Final = errors.ALIBABA_BAD_SCRIPT

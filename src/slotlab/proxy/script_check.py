@@ -138,26 +138,12 @@ def check_script(script: str | bytes) -> list[ScriptProblem]:
     and ``redis.pcall(...)``, finds which arguments are keys from the server's command table,
     and accepts a key argument only when it is literally ``KEYS[<number>]``.
 
-    Accepted::
-
-        redis.call('SET', KEYS[1], ARGV[1])            -- a key written KEYS[n]
-        redis.call('HSET', KEYS[1], 'f', KEYS[2])      -- KEYS used as a VALUE is not a key
-        redis.call('PING')                             -- no keys at all
-
-    Rejected::
-
-        redis.call('GET', 'literal')                   -- a key the proxy cannot see in KEYS
-        local k = KEYS[1]; redis.call('GET', k)        -- a variable (vendor: not allowed)
-        redis.call('GET', KEYS[1] .. ':x')             -- KEYS in an expression
-        for i = 1, #KEYS do redis.call('DEL', KEYS[i]) end
-                                                       -- KEYS[i]: Alibaba's support answer says
-                                                       -- "KEYS[i] is not supported"
-        for _, key in ipairs(KEYS) do redis.call('HSET', key, ...) end
-                                                       -- rockscache's batch scripts (OpenIM
-                                                       -- issue #2894 shows the real checker
-                                                       -- rejecting the batch read script)
-        redis.call('DEL', unpack(KEYS))                -- keys hidden in an expansion
-        redis.call(cmd, KEYS[1])                       -- command not literal: keys unknowable
+    Accepted: ``redis.call('SET', KEYS[1], ARGV[1])``; ``KEYS[2]`` as a VALUE; no keys at all.
+    Rejected: a literal key, a variable (``local k = KEYS[1]``), ``KEYS[1] .. ':x'``,
+    ``KEYS[i]`` in a loop (Alibaba's support answer: "KEYS[i] is not supported"), rockscache's
+    ``for _, key in ipairs(KEYS)`` batch scripts (OpenIM issue #2894 shows the real checker
+    rejecting one), ``unpack(KEYS)``, a command name that is not a literal. docs/proxy.md has
+    the whole table.
 
     Not seen by this check (the real one may differ): calls through an alias
     (``local call = redis.call``), ``redis.call`` written with a table or string argument
