@@ -120,16 +120,20 @@ class Tally:
 
     commands: int = 0
     asking: int = 0
+    retries: int = 0
+    """Commands sent again: the same command (byte for byte) as one sent before."""
     errors: Counter[str] = field(default_factory=Counter)
+    _seen: set[bytes] = field(default_factory=set, repr=False)
 
     def reset(self) -> None:
         """Start counting from zero again."""
-        self.commands = self.asking = 0
+        self.commands = self.asking = self.retries = 0
         self.errors.clear()
+        self._seen.clear()
 
     def copy(self) -> Tally:
         """A snapshot of the counts so far."""
-        return Tally(self.commands, self.asking, Counter(self.errors))
+        return Tally(self.commands, self.asking, self.retries, Counter(self.errors))
 
     def _sent(self, data: bytes) -> None:
         reader = RequestReader()
@@ -139,6 +143,11 @@ class Tally:
                 self.asking += 1
             elif argv:
                 self.commands += 1
+                request = b"\0".join(argv)
+                if request in self._seen:
+                    self.retries += 1
+                else:
+                    self._seen.add(request)
 
     def _error(self, error: BaseException) -> None:
         # redis-py drops the first word of the errors it knows (ASK, MOVED, ...): name them back.
@@ -214,7 +223,10 @@ class Tally:
 
     def __str__(self) -> str:
         errs = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items())) or "none"
-        return f"{self.commands} command(s), {self.asking} ASKING, error replies: {errs}"
+        return (
+            f"{self.commands} command(s) ({self.retries} sent again), {self.asking} ASKING, "
+            f"error replies: {errs}"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -282,3 +294,74 @@ def with_retry(
     retrying.__name__ = f"{getattr(strategy, '__name__', 'strategy')}_with_retry"
     retrying.__doc__ = f"{retrying.__name__}: {strategy.__name__} with a retry and backoff."
     return retrying
+
+
+# --------------------------------------------------------------------------------------------
+# A batch of cache deletes run against a slot in migration
+# --------------------------------------------------------------------------------------------
+
+
+def fill_cache(client: Any, keys: Sequence[str | bytes]) -> None:
+    """Give every key a live rockscache entry (a hash: a value, ``lockUntil`` 1, no TTL), so a
+    later "tag as deleted" has something to tag and a test can tell tagged from not."""
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.hset(key, mapping={"value": "cached", "lockUntil": "1"})
+        pipe.persist(key)
+    pipe.execute()
+
+
+@dataclass(frozen=True)
+class WindowRun:
+    """One batch delete, counted on the wire: what a strategy met while a slot moved."""
+
+    strategy: str
+    tally: Tally
+    raised: str
+    """The class of the error the strategy raised to its caller, or ``""``."""
+    missed: int
+    """Keys left untagged (checked afterwards through a cluster client)."""
+    keys: int
+
+    @property
+    def error_replies(self) -> int:
+        """Every error reply a node sent the client, followed or not."""
+        return sum(self.tally.errors.values())
+
+    HEADER = (
+        f"{'strategy':<28}{'error replies':<26}{'retries':>7}  {'raised to the app':<23}"
+        "keys missed"
+    )
+    """The column titles for :meth:`row`."""
+
+    def row(self) -> str:
+        """One line under :attr:`HEADER`: error replies by kind, retries, raised, keys missed."""
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.tally.errors.items()))
+        replies = f"{self.error_replies} ({kinds})" if kinds else "0"
+        return (
+            f"{self.strategy:<28}{replies:<26}{self.tally.retries:>7}  {self.raised or '-':<23}"
+            f"{self.missed} of {self.keys}"
+        )
+
+
+def run_counted(
+    name: str,
+    strategy: Callable[..., Any],
+    client: RedisCluster,
+    keys: Sequence[str],
+    reader: Any,
+) -> WindowRun:
+    """Run ``strategy(client, keys)`` once with a :class:`Tally` on ``client``, catch what it
+    raises, and count with ``reader`` the keys it left untagged."""
+    from slotlab.openim import tagged_as_deleted
+
+    tally = Tally()
+    tally.watch(client)
+    raised = ""
+    try:
+        strategy(client, list(keys))
+    except Exception as exc:  # noqa: BLE001 - the point is to count what reaches the caller
+        raised = type(exc).__name__
+    counted = tally.copy()
+    missed = sum(not tagged_as_deleted(reader, k) for k in keys)
+    return WindowRun(name, counted, raised, missed, len(keys))
