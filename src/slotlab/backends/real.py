@@ -480,14 +480,23 @@ class RealBackend(Backend):
         return NodeAddress("127.0.0.1", srv.port, srv.node_id, srv.proc.pid)
 
     def _wait_known(self, new: _Server, live: list[_Server]) -> None:
-        """Wait until every live node lists every live node, ``new`` included, as connected."""
+        """Wait until every live node lists every live node, ``new`` included, as connected,
+        and all report ``cluster_state:ok`` with the same slot map (the new node learns it by
+        gossip, and answers CLUSTERDOWN until it has)."""
         deadline = time.monotonic() + FORM_TIMEOUT
         ids = {s.node_id for s in live}
         while True:
             pending = ""
+            views: set[str] = set()
             for srv in live:
                 with self._client(srv) as c:
                     lines = str(c.execute_command("CLUSTER", "NODES")).strip().splitlines()
+                    info = str(c.execute_command("CLUSTER", "INFO"))
+                    views.add(repr(sorted(repr(s[:3]) for s in c.execute_command(
+                        "CLUSTER", "SLOTS"))))
+                if "cluster_state:ok" not in info:
+                    pending = f"node {srv.port} does not yet report cluster_state:ok"
+                    break
                 ok = {
                     p[0]
                     for p in (line.split() for line in lines)
@@ -496,6 +505,8 @@ class RealBackend(Backend):
                 if not ids <= ok:
                     pending = f"node {srv.port} does not yet know node {new.port}"
                     break
+            if not pending and len(views) != 1:
+                pending = "the nodes do not yet agree on CLUSTER SLOTS"
             if not pending:
                 return
             if time.monotonic() > deadline:
