@@ -52,8 +52,12 @@ class MigrationStep:
 
     def __str__(self) -> str:
         if self.action == "migrate":
-            head = " ".join(self.command[:6])
-            return f"node {self.node}: {head} KEYS <{len(self.keys)} keys>"
+            # MIGRATE <host> <port> "" <db> <timeout> KEYS ...: the address shown as host:port.
+            _name, host, port, _key, db, timeout = self.command[:6]
+            return (
+                f'node {self.node}: MIGRATE <{host}:{port}> "" {db} {timeout} '
+                f"KEYS <{len(self.keys)} keys>"
+            )
         return f"node {self.node}: {' '.join(self.command)}"
 
 
@@ -329,7 +333,7 @@ class WindowRun:
         return sum(self.tally.errors.values())
 
     HEADER = (
-        f"{'strategy':<28}{'error replies':<26}{'retries':>7}  {'raised to the app':<23}"
+        f"{'strategy':<24}{'error replies':<30}{'retries':>7}  {'raised to the app':<23}"
         "keys missed"
     )
     """The column titles for :meth:`row`."""
@@ -339,7 +343,7 @@ class WindowRun:
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.tally.errors.items()))
         replies = f"{self.error_replies} ({kinds})" if kinds else "0"
         return (
-            f"{self.strategy:<28}{replies:<26}{self.tally.retries:>7}  {self.raised or '-':<23}"
+            f"{self.strategy:<24}{replies:<30}{self.tally.retries:>7}  {self.raised or '-':<23}"
             f"{self.missed} of {self.keys}"
         )
 
