@@ -13,7 +13,8 @@ commands sent again (retries), how many runs raised an error to the caller, the 
 untagged, and the strategy's median time against its median on a still cluster measured in the
 same run (the ratio; the check for untagged keys is not timed). With short pauses redis-py's own
 tries (16 per command) often outlast the split and nothing reaches the caller; the default
-100 ms keeps a slot split longer than that. Target: the retrying strategy misses no key. Always exits 0: read the verdict.
+100 ms keeps a slot split longer than that. Target: the retrying strategy misses no key.
+Always exits 0: read the verdict.
 
     python benchmarks/migration.py [--members N] [--runs R] [--pause-ms P] [--backend real|emulated]
 """
