@@ -44,6 +44,11 @@ or SLOTLAB_BACKEND=emulated."""
 class RedisServerNotFound(RuntimeError):
     """No usable redis-server (7.0 or newer) was found for the real backend."""
 
+    def _render_traceback_(self) -> list[str]:
+        """What Jupyter shows for this error: the message alone, which names how to get a
+        server, instead of a wall of frames from inside slotlab that would bury it."""
+        return f"{type(self).__name__}: {self}".splitlines()
+
 
 class LabStartError(RuntimeError):
     """The cluster could not be started or formed; the message says what the nodes reported."""
