@@ -150,6 +150,26 @@ class EmulatedBackend(Backend):
             f"{self.masters} masters, {self.replicas} replica(s) per master, on loopback"
         )
 
+    def add_node(self) -> NodeAddress:
+        """A new empty master on its own listener. Every emulated node shares one view of the
+        cluster, so it is known to all at once: no CLUSTER MEET, no gossip to wait for."""
+        loop = self.loop
+        if self._stopped or loop is None:
+            raise RuntimeError("this backend was stopped")
+        node = _Node(self.cluster, len(self.cluster.nodes))
+
+        async def listen() -> None:
+            server = await asyncio.get_running_loop().create_server(
+                lambda: _Client(self, node), host=HOST, port=0
+            )
+            node.listener = server
+            node.port = int(server.sockets[0].getsockname()[1])
+            self.cluster.nodes.append(node)  # on the loop's thread, between two commands
+
+        asyncio.run_coroutine_threadsafe(listen(), loop).result(timeout=10)
+        self.masters += 1
+        return NodeAddress(HOST, node.port, node.node_id, None)
+
     def start_standalone(self) -> tuple[str, int]:
         """A plain fakeredis server (no cluster) on a loopback port; it stops with the lab."""
         if self._stopped:
