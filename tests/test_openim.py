@@ -443,3 +443,200 @@ def test_v3_8_batch_size_range(size: int) -> None:
 def test_v3_7_attempts_must_be_positive() -> None:
     with pytest.raises(ValueError, match="attempts"):
         openim.v3_7_per_key(None, ["a"], attempts=0)
+
+
+# --------------------------------------------------------------------------------------------
+# Reads: 3.7's one read EVAL per key, 3.8's one read EVAL per slot group
+# --------------------------------------------------------------------------------------------
+
+SCRIPT_CHECK_TEXT = (
+    "bad lua script for redis cluster, all the keys that the script uses should be passed "
+    "using the KEYS array, and KEYS should not be in expression"
+)
+GROUPS = ["g1", "g2", "g3", "g4"]
+INFO_KEYS = ["GROUP_INFO:g1", "GROUP_INFO:g2", "GROUP_INFO:g3", "GROUP_INFO:g4"]
+READS = [openim.v3_7_read, openim.v3_8_read]
+
+
+def test_read_keys_are_openims() -> None:
+    assert openim.get_groups_info_keys(["g1", "g2", "g1"]) == ["GROUP_INFO:g1", "GROUP_INFO:g2"]
+    assert len({key_slot(k) for k in INFO_KEYS}) == 4  # the batch read spans slots
+    reads = openim.joined_group_list_reads("u1", ["g1", "g2"])
+    assert [(r.call, r.batch, r.keys) for r in reads] == [
+        ("GetJoinedGroupIDs", False, ["JOIN_GROUPS_KEY:u1"]),
+        ("GetGroupMembersInfo", True, ["GROUP_MEMBER_INFO:g1-u1"]),
+        ("GetGroupMembersInfo", True, ["GROUP_MEMBER_INFO:g2-u1"]),
+        ("GetGroupsInfo", True, ["GROUP_INFO:g1", "GROUP_INFO:g2"]),
+        ("GetGroupMemberNum", False, ["GROUP_MEMBER_NUM_CACHE:g1"]),
+        ("GetGroupMemberNum", False, ["GROUP_MEMBER_NUM_CACHE:g2"]),
+        ("GetGroupRoleLevelMemberIDs", False, ["GROUP_ROLE_LEVEL_MEMBER_IDS:g1-100"]),
+        ("GetGroupRoleLevelMemberIDs", False, ["GROUP_ROLE_LEVEL_MEMBER_IDS:g2-100"]),
+    ]
+
+
+def test_read_scripts_mirror_rockscaches() -> None:
+    batch = openim.READ_BATCH_SCRIPT
+    assert "for i, key in ipairs(KEYS) do" in batch
+    assert "redis.call('HGET', key, 'value')" in batch
+    assert "redis.call('HSET', key, 'lockUntil', ARGV[2], 'lockOwner', ARGV[3])" in batch
+    assert "KEYS[" not in batch  # every key is the loop variable: what #2894's check rejects
+    one = openim.READ_SCRIPT
+    assert "redis.call('HGET', KEYS[1], 'value')" in one and "ipairs" not in one
+    assert "for i, key in ipairs(KEYS) do" in openim.SET_BATCH_SCRIPT
+    assert "KEYS[" not in openim.SET_BATCH_SCRIPT
+    assert (openim.LOCK_EXPIRE, openim.LOCK_SLEEP, openim.EMPTY_EXPIRE) == (3, 0.1, 60)
+
+
+@pytest.mark.parametrize("read", READS, ids=lambda r: r.__name__)
+def test_a_read_loads_misses_once_then_hits(clients: Clients, read: Any) -> None:
+    rc = clients.cluster
+    loads: list[list[str]] = []
+
+    def db(keys: list[str]) -> dict[str, str]:
+        loads.append(keys)
+        return {k: f"v:{k}" for k in keys if k != "GROUP_INFO:g4"}  # g4 has no row
+
+    first = read(rc, INFO_KEYS, db)
+    assert first.values == {
+        "GROUP_INFO:g1": "v:GROUP_INFO:g1",
+        "GROUP_INFO:g2": "v:GROUP_INFO:g2",
+        "GROUP_INFO:g3": "v:GROUP_INFO:g3",
+        "GROUP_INFO:g4": None,
+    }
+    assert first.loaded == 4 and sorted(k for ks in loads for k in ks) == INFO_KEYS
+    assert rc.hget("GROUP_INFO:g1", "value") == "v:GROUP_INFO:g1"
+    assert rc.hget("GROUP_INFO:g1", "lockOwner") is None  # the write-back released the lock
+    assert 0 < int(rc.ttl("GROUP_INFO:g1")) <= openim.DEFAULT_EXPIRE - openim.DEFAULT_DELAY
+    assert 0 < int(rc.ttl("GROUP_INFO:g4")) <= openim.EMPTY_EXPIRE  # an empty answer, cached
+    loads.clear()
+    second = read(rc, INFO_KEYS, db)
+    assert (second.values, second.loaded, loads) == (first.values, 0, [])
+
+
+@pytest.mark.parametrize("read", READS, ids=lambda r: r.__name__)
+def test_a_read_after_a_delete_goes_to_the_database(clients: Clients, read: Any) -> None:
+    rc = clients.cluster
+    read(rc, INFO_KEYS, lambda keys: {k: "old" for k in keys})
+    openim.v3_7_per_key(rc, INFO_KEYS[:2])  # tag two as deleted: lockUntil 0, value kept
+    again = read(rc, INFO_KEYS, lambda keys: {k: "new" for k in keys})
+    assert again.loaded == 2
+    assert list(again.values.values()) == ["new", "new", "old", "old"]
+
+
+def test_v3_7_read_is_one_eval_per_key_and_works_behind_the_proxy(clients: Clients) -> None:
+    first = openim.v3_7_read(clients.proxy("alibaba"), INFO_KEYS)
+    assert (first.evals, first.round_trips, first.loaded) == (8, 8, 4)  # read + write-back
+    hit = openim.v3_7_read(clients.proxy("alibaba"), INFO_KEYS)
+    assert (hit.evals, hit.round_trips, hit.loaded) == (4, 4, 0)
+    assert hit.values["GROUP_INFO:g1"] == "row of GROUP_INFO:g1"
+
+
+def test_v3_8_read_groups_by_slot_through_the_cluster_client(clients: Clients) -> None:
+    rc = clients.cluster
+    miss = openim.v3_8_read(rc, INFO_KEYS)
+    # 4 CLUSTER KEYSLOT in one pipeline, then per slot one read EVAL and one write-back EVAL
+    assert (miss.commands, miss.round_trips, miss.evals) == (4 + 8, 1 + 8, 8)
+    hit = openim.v3_8_read(rc, INFO_KEYS)
+    assert (hit.commands, hit.round_trips, hit.evals, hit.loaded) == (8, 5, 4, 0)
+
+
+def test_v3_8_read_is_one_eval_for_one_slot_with_no_cut_at_50(clients: Clients) -> None:
+    keys = [f"{{g}}GROUP_INFO:{i}" for i in range(120)]
+    miss = openim.v3_8_read(clients.cluster, keys)
+    assert (miss.evals, miss.loaded) == (2, 120)  # batchGetCache2 hands the group whole
+    spread = [f"GROUP_INFO:{i}" for i in range(120)]
+    hit = openim.v3_8_read(clients.plain, spread)
+    assert (hit.evals, hit.commands, hit.round_trips) == (2, 2, 2)  # one server: no slots
+
+
+def test_v3_8_read_behind_the_alibaba_proxy_is_2505(clients: Clients) -> None:
+    # GetGroupsInfo of a user's groups: one read EVAL over keys in four slots.
+    with pytest.raises(ResponseError) as err:
+        openim.v3_8_read(clients.proxy("alibaba"), INFO_KEYS)
+    assert str(err.value) == ALIBABA_SLOT_TEXT
+    assert_none_exist(clients.cluster, INFO_KEYS)  # refused before the script ran
+
+
+def test_v3_8_read_of_one_key_behind_the_script_check_is_2894(clients: Clients) -> None:
+    # One key: the slot rule has nothing to object to; the script check still refuses.
+    with pytest.raises(ResponseError) as err:
+        openim.v3_8_read(clients.proxy("alibaba"), ["GROUP_MEMBER_INFO:g1-u1"])
+    assert str(err.value) == SCRIPT_CHECK_TEXT
+    same_slot = [f"{{g1}}{k}" for k in INFO_KEYS]
+    with pytest.raises(ResponseError, match="KEYS should not be in expression"):
+        openim.v3_8_read(clients.proxy("alibaba"), same_slot)
+    ok = openim.v3_8_read(clients.proxy("alibaba", script_check=False), same_slot)
+    assert ok.loaded == 4  # with script_check_enable=0 a one-slot batch read goes through
+
+
+def test_v3_8_read_through_a_node_client_is_crossslot(clients: Clients) -> None:
+    with pytest.raises(ClusterCrossSlotError, match=CROSSSLOT_TEXT):
+        openim.v3_8_read(clients.node_for(INFO_KEYS[0]), INFO_KEYS)
+
+
+def test_joined_group_list_per_version_and_setting(clients: Clients) -> None:
+    reads = openim.joined_group_list_reads("u1", GROUPS)
+    n_keys = sum(len(r.keys) for r in reads)
+    miss = openim.read_flow(clients.proxy("alibaba"), reads, "3.7")  # 3.7 works behind it
+    assert (miss.keys, miss.loaded, miss.evals) == (n_keys, n_keys, 2 * n_keys)
+    hit = openim.read_flow(clients.cluster, reads, "3.7")
+    assert (hit.keys, hit.loaded, hit.evals) == (n_keys, 0, n_keys)
+    assert openim.read_flow(clients.cluster, reads, "3.8").loaded == 0
+    # 3.8 behind the checking proxy: the first batch read (one member record) hits #2894 ...
+    with pytest.raises(ResponseError, match="KEYS should not be in expression"):
+        openim.read_flow(clients.proxy("alibaba"), reads, "3.8")
+    # ... and with the check off, GetGroupsInfo's keys in four slots hit #2505.
+    with pytest.raises(ResponseError) as err:
+        openim.read_flow(clients.proxy("alibaba", script_check=False), reads, "3.8")
+    assert str(err.value) == ALIBABA_SLOT_TEXT
+
+
+def test_read_paths_take_bytes_and_drop_repeats(clients: Clients) -> None:
+    keys: list[Any] = [b"GROUP_INFO:g1", "GROUP_INFO:g1", "GROUP_INFO:g2"]
+    for read in READS:
+        result = read(clients.cluster, keys)
+        assert list(result.values) == ["GROUP_INFO:g1", "GROUP_INFO:g2"]
+
+
+@pytest.mark.parametrize("read", READS, ids=lambda r: r.__name__)
+@pytest.mark.parametrize(
+    ("kwargs", "error", "text"),
+    [
+        ({"keys": []}, ValueError, "keys is empty"),
+        ({"keys": "GROUP_INFO:g1"}, TypeError, r"not a single str: wrap it in a list"),
+        ({"keys": ["a", 2]}, TypeError, r"keys\[1\] is a int"),
+        ({"keys": ["a"], "load": "db"}, TypeError, "load must be a function"),
+        ({"keys": ["a"], "expire": 5}, ValueError, "more than the 10 s delay"),
+        ({"keys": ["a"], "expire": 60.0}, TypeError, "whole number of seconds"),
+    ],
+)
+def test_read_paths_validate_their_input(
+    read: Any, kwargs: dict[str, Any], error: type[Exception], text: str
+) -> None:
+    with pytest.raises(error, match=text):
+        read(None, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "text"),
+    [
+        (lambda: openim.get_groups_info_keys([]), ValueError, "group_ids is empty"),
+        (lambda: openim.get_groups_info_keys("g1"), TypeError, "list of group IDs"),
+        (lambda: openim.joined_group_list_reads("", ["g1"]), ValueError, "user_id is empty"),
+        (lambda: openim.read_flow(None, []), ValueError, "reads is empty"),
+        (lambda: openim.read_flow(None, [("x", True, ["k"])]), TypeError, "not a CacheRead"),
+        (
+            lambda: openim.read_flow(None, [openim.CacheRead("x", True, [])]),
+            ValueError,
+            r"reads\[0\].keys is empty",
+        ),
+        (
+            lambda: openim.read_flow(None, openim.joined_group_list_reads("u", ["g"]), "3.3"),
+            ValueError,
+            "3.7 and 3.8 only",
+        ),
+    ],
+)
+def test_read_helpers_reject_bad_input(call: Any, error: type[Exception], text: str) -> None:
+    with pytest.raises(error, match=text):
+        call()

@@ -17,6 +17,11 @@ v3.8.x                one EVAL per 50 keys; keys grouped by slot (``CLUSTER KEYS
                       the 50-key EVALs span slots and the proxy rejects them
 ====================  ==========================================================================
 
+Reads are scripts too (rockscache keeps a lock beside each cached value), and 3.8 batches them
+the same way: :func:`v3_7_read` sends one read EVAL per key, :func:`v3_8_read` one read EVAL
+over all the keys of a call (grouped by slot only for a cluster client), and
+:func:`joined_group_list_reads` lists what ``get_joined_group_list`` reads (issue #2505).
+
 Everything here is written from reading OpenIM's code at the tags named in each docstring; the
 key formats and the order in which each flow chains its deletions are the code's. The delete
 paths take any redis-py client: ``redis.Redis`` (a node, a proxy, a single server) or
@@ -35,9 +40,10 @@ cluster, send the EVAL through a plain client to the first key's node::
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, Final, TypeAlias, cast
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, NamedTuple, TypeAlias, cast
 
 import redis
 from redis.cluster import RedisCluster
@@ -53,8 +59,27 @@ __all__ = [
     "TAG_AS_DELETED_BATCH_SCRIPT",
     "TAG_AS_DELETED_SCRIPT",
     "VERSIONS",
+    "DEFAULT_EXPIRE",
+    "EMPTY_EXPIRE",
+    "LOCK_EXPIRE",
+    "LOCKED",
+    "LOCK_SLEEP",
+    "READ_BATCH_SCRIPT",
+    "READ_SCRIPT",
+    "SET_BATCH_SCRIPT",
+    "SET_SCRIPT",
     "BatchResult",
+    "CacheRead",
     "Client",
+    "Loader",
+    "ReadResult",
+    "check_reads",
+    "database",
+    "get_groups_info_keys",
+    "joined_group_list_reads",
+    "read_flow",
+    "v3_7_read",
+    "v3_8_read",
     "check_batch_size",
     "check_delay",
     "check_keys",
@@ -123,8 +148,9 @@ V37_RETRY_INTERVAL: Final = 0.1
 """Seconds between those tries (``retryInterval``, 100 ms)."""
 
 MAX_KEYS_PER_EVAL: Final = 7999
-"""Most keys slotlab puts in one EVAL: Lua's ``unpack(KEYS)`` fails from 8000 keys on
-(``too many results to unpack``), so any script that unpacks KEYS must be chunked below that."""
+"""Most keys slotlab lets one EVAL carry: a cap of slotlab's own, not OpenIM's or rockscache's.
+A script that does ``unpack(KEYS)`` fails from 8000 keys on (``too many results to unpack``);
+rockscache's scripts loop over KEYS and never unpack, so they have no such limit."""
 
 # --------------------------------------------------------------------------------------------
 # The scripts (rockscache v0.1.1: TagAsDeleted2 in client.go, TagAsDeletedBatch2 in batch.go)
@@ -522,7 +548,7 @@ def check_batch_size(size: object, what: str = "batch_size") -> int:
     if not 1 <= size <= MAX_KEYS_PER_EVAL:
         raise ValueError(
             f"{what} must be from 1 to {MAX_KEYS_PER_EVAL} keys per EVAL, not {size}: "
-            f"Lua's unpack() fails from 8000 keys on; use 50 (OpenIM's batch size) if unsure"
+            f"slotlab's cap; use 50 (OpenIM's batch size) if unsure"
         )
     return size
 
@@ -683,3 +709,446 @@ def tagged_as_deleted(client: Client, key: str | bytes) -> bool:
     if fields.get("lockUntil") != "0" or "lockOwner" in fields:
         return False
     return int(client.ttl(key)) > 0
+
+
+# --------------------------------------------------------------------------------------------
+# Reads: rockscache's Fetch2 (one key) and FetchBatch2 (one EVAL over all KEYS)
+# --------------------------------------------------------------------------------------------
+#
+# A read of a rockscache entry is a script too. It returns the value and the lock state, and
+# when the value is missing or stale (``lockUntil`` in the past, 0 after a "delete") it takes
+# the lock in the same script, so that only one reader goes to the database and writes the
+# fresh value back (with a second script that checks it still owns the lock). OpenIM 3.7 reads
+# one key per call; 3.8's ``batchGetCache2`` sends all the keys of a call in ONE read EVAL,
+# grouped by slot only for a cluster client, exactly like its deletes.
+
+DEFAULT_EXPIRE: Final = 12 * 60 * 60
+"""Seconds a value read from the database stays cached (OpenIM's ``groupExpireTime``, 12 h,
+``pkg/common/storage/cache/redis/group.go`` at v3.8.0). rockscache subtracts the delay and a
+random share from it; slotlab subtracts only the delay."""
+
+EMPTY_EXPIRE: Final = 60
+"""Seconds an EMPTY answer from the database is cached (rockscache ``Options.EmptyExpire``)."""
+
+LOCK_EXPIRE: Final = 3
+"""Seconds a reader's lock on a missing key lasts (rockscache ``Options.LockExpire``)."""
+
+LOCK_SLEEP: Final = 0.1
+"""Seconds a reader waits before asking again when another reader holds the lock
+(rockscache ``Options.LockSleep``, 100 ms)."""
+
+LOCKED: Final = "LOCKED"
+"""What the read scripts answer in place of ``lockUntil`` when THIS reader took the lock."""
+
+READ_SCRIPT: Final = """\
+-- slotlab: rockscache's read of ONE key (luaGet). ARGV: now, lock-until, owner.
+-- Answers {value, lockUntil}; when the value is missing or stale it takes the lock for this
+-- reader and answers {value, 'LOCKED'}: the caller then loads the database and writes back.
+local v = redis.call('HGET', KEYS[1], 'value')
+local lu = redis.call('HGET', KEYS[1], 'lockUntil')
+if (lu ~= false and tonumber(lu) < tonumber(ARGV[1])) or (lu == false and v == false) then
+  redis.call('HSET', KEYS[1], 'lockUntil', ARGV[2], 'lockOwner', ARGV[3])
+  return {v, 'LOCKED'}
+end
+return {v, lu}
+"""
+"""One key read (and locked when missing or stale); its key is written ``KEYS[1]``."""
+
+READ_BATCH_SCRIPT: Final = """\
+-- slotlab: rockscache's batch read (luaGetBatch): the one-key read for every key in KEYS.
+-- One script, so the server (or a proxy) insists that all KEYS share one slot.
+local answers = {}
+for i, key in ipairs(KEYS) do
+  local v = redis.call('HGET', key, 'value')
+  local lu = redis.call('HGET', key, 'lockUntil')
+  if (lu ~= false and tonumber(lu) < tonumber(ARGV[1])) or (lu == false and v == false) then
+    redis.call('HSET', key, 'lockUntil', ARGV[2], 'lockOwner', ARGV[3])
+    answers[i] = {v, 'LOCKED'}
+  else
+    answers[i] = {v, lu}
+  end
+end
+return answers
+"""
+"""Every key of KEYS read in one script. The key reaches ``redis.call`` through the loop
+variable ``key``, which Alibaba's static script check rejects (issue #2894), one slot or not."""
+
+SET_SCRIPT: Final = """\
+-- slotlab: rockscache's write-back of ONE key (luaSet). ARGV: value, owner, seconds to live.
+-- Only the reader that holds the lock may write: a delete in between took the lock away.
+if redis.call('HGET', KEYS[1], 'lockOwner') ~= ARGV[2] then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'value', ARGV[1])
+redis.call('HDEL', KEYS[1], 'lockUntil', 'lockOwner')
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+"""One fresh value written back, if this reader still holds the key's lock."""
+
+SET_BATCH_SCRIPT: Final = """\
+-- slotlab: rockscache's batch write-back (luaSetBatch). ARGV: owner, then one value per key,
+-- then one time to live per key. Stops at the first key whose lock this reader lost.
+local n = #KEYS
+for i, key in ipairs(KEYS) do
+  if redis.call('HGET', key, 'lockOwner') ~= ARGV[1] then
+    return i - 1
+  end
+  redis.call('HSET', key, 'value', ARGV[i + 1])
+  redis.call('HDEL', key, 'lockUntil', 'lockOwner')
+  redis.call('EXPIRE', key, ARGV[i + 1 + n])
+end
+return n
+"""
+"""Fresh values for every key of KEYS in one script (the same loop over KEYS)."""
+
+Loader: TypeAlias = Callable[[list[str]], Mapping[str, str]]
+"""The "database": given the keys a read missed, it answers their values (a key it leaves out
+has no row, and rockscache caches an empty value for :data:`EMPTY_EXPIRE` seconds)."""
+
+
+def database(keys: list[str]) -> dict[str, str]:
+    """slotlab's stand-in for OpenIM's database: a row for every key, ``row of <key>``.
+
+    OpenIM loads from MongoDB and caches the JSON; slotlab has no database, so the default
+    loader answers a text that names the key, which lets a lesson see where a value came from.
+    """
+    return {key: f"row of {key}" for key in keys}
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    """What one read run did: the values it returned, and what it cost on the wire.
+
+    ``values`` maps each distinct key to its value (``None`` when the database has no row).
+    ``loaded`` counts the keys that missed the cache and came from the database (and were
+    written back). ``round_trips``, ``commands`` and ``evals`` count as in :class:`BatchResult`.
+    """
+
+    name: str
+    keys: int
+    loaded: int
+    round_trips: int
+    commands: int
+    evals: int
+    seconds: float
+    values: dict[str, str | None] = field(repr=False)
+
+    @property
+    def keys_per_second(self) -> float:
+        """Keys read per second of wall time."""
+        return self.keys / self.seconds if self.seconds > 0 else float("inf")
+
+    def __str__(self) -> str:
+        return (
+            f"{self.name}: read {self.keys} keys ({self.loaded} from the database) with "
+            f"{self.evals} EVAL(s), {self.commands} command(s), {self.round_trips} round "
+            f"trip(s), {self.seconds * 1000:.1f} ms"
+        )
+
+
+class CacheRead(NamedTuple):
+    """One cache call of an OpenIM flow: the Go method, whether it is a BATCH read
+    (``batchGetCache2``: 3.8 sends one read EVAL over all its keys) and the keys it reads."""
+
+    call: str
+    batch: bool
+    keys: list[str]
+
+
+def get_groups_info_keys(group_ids: Sequence[str]) -> list[str]:
+    """The keys ``GetGroupsInfo`` reads: ``GROUP_INFO:<gid>`` for each group, repeats dropped.
+
+    3.8 (``pkg/common/storage/cache/redis/group.go`` at v3.8.0) reads them with
+    ``batchGetCache2``, which drops repeated keys, then ONE ``FetchBatch2`` per slot group; 3.7
+    (``pkg/common/db/cache/group.go`` at v3.7.1) loops ``Fetch2`` over them one by one.
+
+    >>> get_groups_info_keys(["g1", "g2", "g1"])
+    ['GROUP_INFO:g1', 'GROUP_INFO:g2']
+    """
+    if isinstance(group_ids, (str, bytes)) or not isinstance(group_ids, Iterable):
+        raise TypeError(f"group_ids must be a list of group IDs such as ['g1'], not {group_ids!r}")
+    groups = [_id(f"group_ids[{i}]", g) for i, g in enumerate(group_ids)]
+    if not groups:
+        raise ValueError("group_ids is empty: give at least one group ID, such as ['g1']")
+    return _distinct(group_info(g) for g in groups)
+
+
+def joined_group_list_reads(user_id: str, group_ids: Sequence[str]) -> list[CacheRead]:
+    """The cache reads of ``get_joined_group_list`` for a user in ``group_ids``, in order.
+
+    ``GetJoinedGroupList`` (``internal/rpc/group/group.go`` at v3.8.0) and the controller it
+    calls (``pkg/common/storage/controller/group.go``): ``PageGetJoinGroup`` reads the user's
+    joined-group IDs (one key), then for each group the user's member record (a BATCH read of
+    one key); ``FindGroup`` reads every group's info in ONE batch read (``GetGroupsInfo``, the
+    read with keys in many slots); ``MapGroupMemberNum`` reads each member count (one key each);
+    ``FindGroupsOwner`` reads each group's owner-ID list (one key each). Left out: the owner's
+    member record (its key needs the owner ID, a value read from the cache) and the user
+    profiles ``PopulateGroupMember`` asks the user service for. ``group_ids`` stands for what
+    ``JOIN_GROUPS_KEY:<uid>`` holds, in the order it holds them.
+
+    >>> [(r.call, r.batch, len(r.keys)) for r in joined_group_list_reads("u1", ["g1", "g2"])][:4]
+    [('GetJoinedGroupIDs', False, 1), ('GetGroupMembersInfo', True, 1), \
+('GetGroupMembersInfo', True, 1), ('GetGroupsInfo', True, 2)]
+    """
+    uid = _id("user_id", user_id)
+    info_keys = get_groups_info_keys(group_ids)
+    groups = [key.removeprefix("GROUP_INFO:") for key in info_keys]
+    reads = [CacheRead("GetJoinedGroupIDs", False, [join_groups(uid)])]
+    reads += [CacheRead("GetGroupMembersInfo", True, [group_member_info(g, uid)]) for g in groups]
+    reads.append(CacheRead("GetGroupsInfo", True, info_keys))
+    reads += [CacheRead("GetGroupMemberNum", False, [group_member_num(g)]) for g in groups]
+    reads += [
+        CacheRead("GetGroupRoleLevelMemberIDs", False, [group_role_level_member_ids(g, ROLE_OWNER)])
+        for g in groups
+    ]
+    return reads
+
+
+def check_reads(reads: object) -> list[CacheRead]:
+    """``reads`` as a list of :class:`CacheRead`, or a clear error."""
+    if isinstance(reads, CacheRead) or not isinstance(reads, Iterable):
+        raise TypeError(
+            "reads must be a list of CacheRead, such as joined_group_list_reads('u1', ['g1'])"
+        )
+    out = list(reads)
+    if not out:
+        raise ValueError("reads is empty: give at least one CacheRead")
+    for i, read in enumerate(out):
+        if not isinstance(read, CacheRead):
+            raise TypeError(f"reads[{i}] is a {type(read).__name__}, not a CacheRead")
+        check_keys(read.keys, f"reads[{i}].keys")
+    return out
+
+
+def _check_expire(expire: object) -> int:
+    if isinstance(expire, bool) or not isinstance(expire, int):
+        raise TypeError(f"expire must be a whole number of seconds, such as 43200, not {expire!r}")
+    if expire <= DEFAULT_DELAY:
+        raise ValueError(
+            f"expire must be more than the {DEFAULT_DELAY} s delay, not {expire}: rockscache "
+            "caches a value for expire minus the delay"
+        )
+    return expire
+
+
+def _check_load(load: object) -> Loader:
+    if not callable(load):
+        raise TypeError(
+            f"load must be a function from a list of keys to their values, such as "
+            f"slotlab.openim.database, not {load!r}"
+        )
+    return cast(Loader, load)
+
+
+def _key_text(key: str | bytes) -> str:
+    return key.decode("utf-8") if isinstance(key, bytes) else key
+
+
+class _Counter:
+    """Round trips, commands and EVALs of one read run."""
+
+    def __init__(self) -> None:
+        self.trips = self.commands = self.evals = 0
+
+    def eval(self, client: Client, script: str, keys: Sequence[str], *args: str | int) -> Any:
+        self.trips += 1
+        self.commands += 1
+        self.evals += 1
+        return client.eval(script, len(keys), *keys, *args)
+
+
+def _lock_args(owner: str) -> tuple[int, int, str]:
+    now = int(time.time())
+    return now, now + LOCK_EXPIRE, owner
+
+
+def _read_one(client: Client, key: str, owner: str, count: _Counter) -> tuple[Any, Any]:
+    """rockscache's strong read of one key: ask again while ANOTHER reader holds the lock."""
+    deadline = time.monotonic() + 10 * LOCK_EXPIRE
+    while True:
+        value, lock = count.eval(client, READ_SCRIPT, [key], *_lock_args(owner))
+        if lock is None or _text(lock) == LOCKED or time.monotonic() > deadline:
+            return value, lock
+        time.sleep(LOCK_SLEEP)
+
+
+def _ttl(value: str, expire: int) -> int:
+    return expire - DEFAULT_DELAY if value else EMPTY_EXPIRE
+
+
+def v3_7_read(
+    client: Client,
+    keys: Sequence[str | bytes],
+    load: Loader = database,
+    *,
+    expire: int = DEFAULT_EXPIRE,
+) -> ReadResult:
+    """Read each key with its own single-key scripts, as OpenIM 3.7 does: always correct.
+
+    3.7's ``batchGetCache2`` (``pkg/common/db/cache/meta_cache.go`` at v3.7.1) loops over the
+    keys and calls ``getCache`` -> rockscache ``Fetch2`` for each (OpenIM sets
+    ``StrongConsistency``, so ``strongFetch``): a one-key read script; when it took the lock
+    (value missing or tagged as deleted), ``load`` gives the value and a one-key write-back
+    stores it. Every script names its key ``KEYS[1]``: no slot rule or script check can object.
+    Repeated keys are read once.
+    """
+    key_list = [_key_text(k) for k in _distinct_keys(check_keys(keys))]
+    load = _check_load(load)
+    expire = _check_expire(expire)
+    start = time.perf_counter()
+    count = _Counter()
+    values: dict[str, str | None] = {}
+    loaded = 0
+    for key in key_list:
+        owner = uuid.uuid4().hex
+        value, lock = _read_one(client, key, owner, count)
+        if lock is not None and _text(lock) == LOCKED:
+            fresh = load([key]).get(key, "")
+            loaded += 1
+            count.eval(client, SET_SCRIPT, [key], fresh, owner, _ttl(fresh, expire))
+            value = fresh
+        values[key] = _text(value) or None
+    return ReadResult(
+        "v3.7 one read EVAL per key",
+        len(key_list),
+        loaded,
+        count.trips,
+        count.commands,
+        count.evals,
+        time.perf_counter() - start,
+        values,
+    )
+
+
+def _distinct_keys(keys: list[str | bytes]) -> list[str | bytes]:
+    return list(dict.fromkeys(keys))
+
+
+def _fetch_batch(
+    client: Client, keys: list[str], load: Loader, expire: int, count: _Counter
+) -> tuple[dict[str, str | None], int]:
+    """rockscache's ``strongFetchBatch`` for one group of keys: one read EVAL over all of them,
+    one database call and one write-back EVAL for the keys it locked, and a one-key read (again
+    and again) for a key another reader holds. Answers the values and how many were loaded."""
+    owner = uuid.uuid4().hex
+    answers = count.eval(client, READ_BATCH_SCRIPT, keys, *_lock_args(owner))
+    values: dict[str, str | None] = {}
+    to_load: list[str] = []
+    for key, (value, lock) in zip(keys, answers, strict=True):
+        if lock is None:
+            values[key] = _text(value) or None
+        elif _text(lock) == LOCKED:
+            to_load.append(key)
+        else:  # locked by another reader: rockscache asks again, one key at a time
+            value, lock = _read_one(client, key, owner, count)
+            if lock is not None and _text(lock) == LOCKED:
+                to_load.append(key)
+            else:
+                values[key] = _text(value) or None
+    if to_load:
+        rows = load(list(to_load))
+        fresh = [rows.get(key, "") for key in to_load]
+        count.eval(
+            client,
+            SET_BATCH_SCRIPT,
+            to_load,
+            owner,
+            *fresh,
+            *(_ttl(v, expire) for v in fresh),
+        )
+        for key, value in zip(to_load, fresh, strict=True):
+            values[key] = value or None
+    return values, len(to_load)
+
+
+def v3_8_read(
+    client: Client,
+    keys: Sequence[str | bytes],
+    load: Loader = database,
+    *,
+    expire: int = DEFAULT_EXPIRE,
+) -> ReadResult:
+    """Read the keys with ONE read EVAL per slot group, grouped ONLY for a cluster client (3.8).
+
+    OpenIM v3.8.0's ``batchGetCache2`` (``pkg/common/storage/cache/redis/batch.go``) drops
+    repeated keys, calls ``groupKeysBySlot`` (the same function the deletes use: ``CLUSTER
+    KEYSLOT`` per key, for a go-redis ``ClusterClient`` with more than one key; otherwise every
+    key in "slot 0") and hands each group WHOLE to rockscache's ``FetchBatch2``
+    (``batch.go`` at v0.1.1, ``strongFetchBatch``): one read EVAL over all the group's KEYS
+    (:data:`READ_BATCH_SCRIPT`), then one write-back EVAL for the keys that missed. Unlike the
+    deletes there is no cut into batches of 50. So:
+
+    - cluster client (``RedisCluster`` here): correct, one read EVAL per slot;
+    - plain client to a proxy or node: one EVAL over keys in many slots, refused (issue #2505:
+      ``get_joined_group_list`` after upgrading to 3.8 behind Alibaba's proxy); and behind a
+      proxy that checks scripts, even a one-key or one-slot batch read is refused, because the
+      script's keys are not written ``KEYS[n]`` (issue #2894);
+    - plain client to one non-cluster server: correct.
+
+    slotlab sends the groups one after another and raises the first error.
+    """
+    key_list = [_key_text(k) for k in _distinct_keys(check_keys(keys))]
+    load = _check_load(load)
+    expire = _check_expire(expire)
+    start = time.perf_counter()
+    count = _Counter()
+    groups: dict[int, list[str]] = {}
+    if is_cluster_client(client) and len(key_list) > 1:
+        slots = _server_slots(cast(RedisCluster, client), key_list)
+        count.trips += 1
+        count.commands += len(key_list)
+        for key, slot in zip(key_list, slots, strict=True):
+            groups.setdefault(slot, []).append(key)
+    else:
+        groups[0] = key_list  # "If not a cluster client, put all keys in the same slot (0)"
+    values: dict[str, str | None] = {}
+    loaded = 0
+    for group in groups.values():
+        got, n = _fetch_batch(client, group, load, expire, count)
+        values.update(got)
+        loaded += n
+    return ReadResult(
+        "v3.8 one read EVAL per slot group",
+        len(key_list),
+        loaded,
+        count.trips,
+        count.commands,
+        count.evals,
+        time.perf_counter() - start,
+        {k: values[k] for k in key_list},
+    )
+
+
+def read_flow(
+    client: Client,
+    reads: Sequence[CacheRead],
+    version: str = "3.8",
+    load: Loader = database,
+) -> ReadResult:
+    """Run a flow's cache reads in order, as ``version`` sends them; the first error stops it.
+
+    A one-key read (``getCache``) is rockscache's ``Fetch2`` in every version; a BATCH read is
+    :func:`v3_8_read` in 3.8 and :func:`v3_7_read` in 3.7. The result adds up the calls.
+    """
+    read_list = check_reads(reads)
+    if _version(version) == "3.3":
+        raise ValueError("read_flow models the reads of 3.7 and 3.8 only")
+    start = time.perf_counter()
+    parts = [
+        (v3_8_read if read.batch and version == "3.8" else v3_7_read)(client, read.keys, load)
+        for read in read_list
+    ]
+    values: dict[str, str | None] = {}
+    for part in parts:
+        values.update(part.values)
+    return ReadResult(
+        f"v{version} {len(read_list)} cache calls",
+        sum(p.keys for p in parts),
+        sum(p.loaded for p in parts),
+        sum(p.round_trips for p in parts),
+        sum(p.commands for p in parts),
+        sum(p.evals for p in parts),
+        time.perf_counter() - start,
+        values,
+    )
