@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -464,3 +465,82 @@ def test_a_stale_slot_map_is_followed_and_no_key_is_missed(backend: str) -> None
             assert result.round_trips == 2, name  # the pipeline, then the redirected chunk
             assert_all_tagged(client, KEYS)
             assert lab.node_client(new.index).exists(KEYS[0]) == 1
+
+
+# --------------------------------------------------------------------------------------------
+# Reads
+# --------------------------------------------------------------------------------------------
+
+GROUPS_INFO = openim.get_groups_info_keys([f"g{i}" for i in range(60)])
+
+
+@pytest.mark.parametrize("setting", ["cluster", "alibaba", "plain_server"])
+@pytest.mark.parametrize("name", ["read_per_key", "read_pipelined_per_key"])
+def test_read_strategies_read_load_and_write_back_everywhere(
+    clients: Clients, setting: str, name: str
+) -> None:
+    read = batching.READ_STRATEGIES[name]
+    through, reader = clients.setting(setting, GROUPS_INFO)
+    cold = read(through, GROUPS_INFO + GROUPS_INFO[:3])  # repeats are read once
+    assert (cold.keys, cold.loaded) == (60, 60)
+    assert cold.values == {k: f"row of {k}" for k in GROUPS_INFO}
+    warm = read(through, GROUPS_INFO)
+    assert (warm.loaded, warm.values) == (0, cold.values)
+    if name == "read_pipelined_per_key":
+        assert (cold.round_trips, warm.round_trips) == (2, 1)  # read, then write back the misses
+    else:
+        assert (cold.round_trips, warm.round_trips) == (120, 60)
+    assert warm.evals == warm.commands == 60
+    assert reader.hget(GROUPS_INFO[0], "value") == f"row of {GROUPS_INFO[0]}"
+    assert int(reader.ttl(GROUPS_INFO[0])) > openim.DEFAULT_EXPIRE - 60
+
+
+def test_a_read_after_a_delete_loads_again_and_a_missing_row_is_cached_empty(
+    clients: Clients,
+) -> None:
+    through = clients.proxy()
+    batching.read_pipelined_per_key(through, GROUPS_INFO)
+    batching.pipelined_per_key(through, GROUPS_INFO[:10])  # tag 10 as deleted
+    rows = {k: "new" for k in GROUPS_INFO[:9]}  # the database lost the 10th row
+    again = batching.read_pipelined_per_key(through, GROUPS_INFO, lambda keys: rows)
+    assert again.loaded == 10
+    assert [again.values[k] for k in GROUPS_INFO[:10]] == ["new"] * 9 + [None]
+    assert again.values[GROUPS_INFO[10]] == f"row of {GROUPS_INFO[10]}"
+    assert 0 < int(clients.cluster.ttl(GROUPS_INFO[9])) <= openim.EMPTY_EXPIRE
+
+
+def test_3_8s_batch_read_fails_behind_the_proxy_and_the_pipelined_read_does_not(
+    clients: Clients,
+) -> None:
+    with pytest.raises(ResponseError, match="'EVAL' command keys must in same slot"):
+        openim.v3_8_read(clients.proxy(), GROUPS_INFO)
+    assert batching.read_pipelined_per_key(clients.proxy(), GROUPS_INFO).loaded == 60
+
+
+def test_a_key_another_reader_holds_is_asked_again(clients: Clients) -> None:
+    """rockscache's reader waits while another reader's lock lasts, then takes the key over."""
+    key = GROUPS_INFO[0]
+    until = int(time.time()) + 1
+    clients.cluster.hset(key, mapping={"lockUntil": until, "lockOwner": "someone"})
+    result = batching.read_pipelined_per_key(clients.cluster, [key], expire=100)
+    assert time.time() >= until
+    assert result.values == {key: f"row of {key}"}
+    assert result.loaded == 1 and result.round_trips > 2  # asked again at least once
+
+
+@pytest.mark.parametrize("name", ["read_per_key", "read_pipelined_per_key"])
+@pytest.mark.parametrize(
+    ("keys", "kwargs", "error", "text"),
+    [
+        ([], {}, ValueError, "keys is empty"),
+        ("GROUP_INFO:g1", {}, TypeError, "wrap it in a list"),
+        (["a"], {"load": 3}, TypeError, "load must be a function"),
+        (["a"], {"expire": 10}, ValueError, "above the 10 s delay"),
+        (["a"], {"expire": "60"}, ValueError, "whole number of seconds"),
+    ],
+)
+def test_read_strategies_validate_their_input(
+    name: str, keys: Any, kwargs: dict[str, Any], error: type[Exception], text: str
+) -> None:
+    with pytest.raises(error, match=text):
+        batching.READ_STRATEGIES[name](None, keys, **kwargs)

@@ -39,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -58,18 +59,30 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from slotlab.openim import (
     DEFAULT_DELAY,
+    DEFAULT_EXPIRE,
+    EMPTY_EXPIRE,
+    LOCK_EXPIRE,
+    LOCK_SLEEP,
+    LOCKED,
     MAX_KEYS_PER_EVAL,
     OPENIM_BATCH_SIZE,
     OPENIM_CONCURRENCY,
+    READ_SCRIPT,
+    SET_SCRIPT,
     TAG_AS_DELETED_BATCH_SCRIPT,
     TAG_AS_DELETED_SCRIPT,
     BatchResult,
     Client,
+    Loader,
+    ReadResult,
     check_batch_size,
     check_delay,
     check_keys,
+    database,
     group_chat_conversation_id,
     is_cluster_client,
+    v3_7_read,
+    v3_8_read,
 )
 from slotlab.resp import bulk
 from slotlab.slots import key_slot, key_slots
@@ -77,11 +90,13 @@ from slotlab.slots import key_slot, key_slots
 __all__ = [
     "GLOBAL_TAG",
     "MAX_KEYS_PER_EVAL",
+    "READ_STRATEGIES",
     "RECOMMENDED",
     "STRATEGIES",
     "WINDOWS",
     "BatchResult",
     "Colocation",
+    "ReadStrategy",
     "Strategy",
     "by_client_slot",
     "by_server_slot",
@@ -93,6 +108,8 @@ __all__ = [
     "pipelined_per_key",
     "proxy_safe",
     "proxy_safe_script",
+    "read_per_key",
+    "read_pipelined_per_key",
 ]
 
 
@@ -160,6 +177,10 @@ def _head(sha: bool, script: str, n: int, extra: int) -> bytes:
     return b"*%d\r\n" % (n + 3 + extra) + bulk(command) + bulk(name.encode()) + bulk(b"%d" % n)
 
 
+def _bulks(args: Sequence[str | bytes | int]) -> bytes:
+    return b"".join(bulk(a if isinstance(a, bytes) else str(a).encode()) for a in args)
+
+
 class _Batch:
     """One call's keys cut into chunks (one script call each), and each chunk's command.
 
@@ -173,10 +194,13 @@ class _Batch:
         chunk_size: int,
         script_for: Callable[[int], str],
         slots: Sequence[int] | None = None,
+        argv_per_key: Sequence[Sequence[str | bytes | int]] | None = None,
     ) -> None:
         self.keys = keys
         self.argv = list(argv)
         self.script_for = script_for
+        self.argvs = [list(a) for a in argv_per_key] if argv_per_key is not None else None
+        """Each key's own arguments (only with one key per chunk), instead of ``argv``."""
         encoded = [k.encode() if isinstance(k, str) else k for k in keys]
         if slots is None:
             # A handful of keys: numpy's setup costs more than a loop.
@@ -203,9 +227,10 @@ class _Batch:
                         for lo in range(0, len(group), chunk_size)
                     ]
         self.bulks = [bulk(k) for k in encoded]
-        self.tail = b"".join(
-            bulk(a if isinstance(a, bytes) else str(a).encode()) for a in self.argv
-        )
+        self.tail = _bulks(self.argv)
+        self.tails = [_bulks(a) for a in self.argvs] if self.argvs is not None else None
+        if self.tails is not None and chunk_size != 1:
+            raise ValueError("argv_per_key needs one key per chunk (chunk_size=1)")
 
     def write(self, out: list[bytes], c: int, sha: bool | set[str]) -> bool:
         """Append chunk ``c``'s command to ``out``: EVALSHA if ``sha`` is True, or is a set that
@@ -218,8 +243,13 @@ class _Batch:
             seen = sha
             sha = script in seen
             seen.add(script)
-        out.append(_head(sha, script, n, len(self.argv)))
         bulks = self.bulks
+        if self.tails is not None and self.argvs is not None:
+            out.append(_head(sha, script, 1, len(self.argvs[idx[0]])))
+            out.append(bulks[idx[0]])
+            out.append(self.tails[idx[0]])
+            return sha
+        out.append(_head(sha, script, n, len(self.argv)))
         if n == 1:
             out.append(bulks[idx[0]])
         else:
@@ -232,7 +262,8 @@ class _Batch:
         keys = [self.keys[i] for i in self.chunks[c][1]]
         script = self.script_for(len(keys))
         name = ["EVALSHA", _sha(script)] if sha else ["EVAL", script]
-        return [*name, len(keys), *keys, *self.argv]
+        argv = self.argvs[self.chunks[c][1][0]] if self.argvs is not None else self.argv
+        return [*name, len(keys), *keys, *argv]
 
 
 def _first_error(replies: Sequence[Any], among: Sequence[int]) -> int | None:
@@ -630,6 +661,157 @@ STRATEGIES: Final[dict[str, Strategy]] = {
 RECOMMENDED: Final = {"cluster": "pipelined_per_key", "proxy": "pipelined_per_key"}
 """The strategy slotlab recommends behind a cluster client, and behind a cloud proxy, for keys
 that spread about one per slot (OpenIM's): grouping buys little there, pipelining buys it all."""
+
+
+# --------------------------------------------------------------------------------------------
+# Reads: rockscache's one-key read, in a loop or pipelined
+# --------------------------------------------------------------------------------------------
+
+
+class ReadStrategy(Protocol):
+    """What every batch-read strategy looks like (the signature of ``openim.v3_8_read``)."""
+
+    def __call__(
+        self,
+        client: Client,
+        keys: Sequence[str | bytes],
+        load: Loader = database,
+        *,
+        expire: int = DEFAULT_EXPIRE,
+    ) -> ReadResult: ...
+
+
+def _read_script(n: int) -> str:
+    return READ_SCRIPT
+
+
+def _set_script(n: int) -> str:
+    return SET_SCRIPT
+
+
+def _answer_text(value: object) -> str | None:
+    if value is None or value is False:
+        return None
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
+
+
+def _read(
+    name: str,
+    client: Client,
+    keys: Sequence[str | bytes],
+    load: Loader,
+    expire: int,
+    window: int,
+) -> ReadResult:
+    """rockscache's strong read of every key with its one-key scripts, ``window`` calls per
+    round trip: read (and lock what is missing or stale), ask ``load`` once for every key this
+    reader locked, write those back; a key another reader holds is asked again after
+    ``LOCK_SLEEP``, as rockscache does."""
+    key_list = [
+        k.decode("utf-8") if isinstance(k, bytes) else k for k in dict.fromkeys(check_keys(keys))
+    ]
+    if not callable(load):
+        raise TypeError(
+            "load must be a function from a list of keys to their values, such as "
+            f"slotlab.openim.database, not {load!r}"
+        )
+    if isinstance(expire, bool) or not isinstance(expire, int) or expire <= DEFAULT_DELAY:
+        raise ValueError(
+            f"expire must be a whole number of seconds above the {DEFAULT_DELAY} s delay, "
+            f"such as {DEFAULT_EXPIRE}, not {expire!r}"
+        )
+    start = time.perf_counter()
+    owner = uuid.uuid4().hex
+    values: dict[str, str | None] = {}
+    to_load: list[str] = []
+    trips = commands = 0
+    pending: list[str] = list(key_list)
+    deadline = time.monotonic() + 10 * LOCK_EXPIRE
+    while pending:
+        now = int(time.time())
+        slots = None if is_cluster_client(client) else [0] * len(pending)
+        batch = _Batch(list(pending), [now, now + LOCK_EXPIRE, owner], 1, _read_script, slots)
+        replies, t, c = _send(client, batch, window)
+        trips += t
+        commands += c
+        held: list[str] = []
+        for key, (value, lock) in zip(pending, replies, strict=True):
+            lock_text = _answer_text(lock)
+            if lock_text is None or time.monotonic() > deadline:
+                values[key] = _answer_text(value) or None
+            elif lock_text == LOCKED:
+                to_load.append(key)
+            else:  # another reader holds the key's lock: ask again shortly
+                held.append(key)
+        pending = held
+        if pending:
+            time.sleep(LOCK_SLEEP)
+    if to_load:
+        rows = load(list(to_load))
+        fresh = [rows.get(key, "") for key in to_load]
+        argvs: list[list[str | bytes | int]] = [
+            [value, owner, expire - DEFAULT_DELAY if value else EMPTY_EXPIRE] for value in fresh
+        ]
+        slots = None if is_cluster_client(client) else [0] * len(to_load)
+        batch = _Batch(list(to_load), [], 1, _set_script, slots, argv_per_key=argvs)
+        _replies, t, c = _send(client, batch, window)
+        trips += t
+        commands += c
+        for key, value in zip(to_load, fresh, strict=True):
+            values[key] = value or None
+    return ReadResult(
+        name,
+        len(key_list),
+        len(to_load),
+        trips,
+        commands,
+        commands,
+        time.perf_counter() - start,
+        {k: values[k] for k in key_list},
+    )
+
+
+def read_per_key(
+    client: Client,
+    keys: Sequence[str | bytes],
+    load: Loader = database,
+    *,
+    expire: int = DEFAULT_EXPIRE,
+) -> ReadResult:
+    """Read each key with rockscache's one-key read script, one round trip each (OpenIM 3.7's
+    loop, as :func:`slotlab.openim.v3_7_read`, through this module's machinery): right
+    everywhere, slow. The keys that missed are loaded once and written back, one call each."""
+    return _read("read_per_key", client, keys, load, expire, WINDOWS["loop"])
+
+
+def read_pipelined_per_key(
+    client: Client,
+    keys: Sequence[str | bytes],
+    load: Loader = database,
+    *,
+    expire: int = DEFAULT_EXPIRE,
+) -> ReadResult:
+    """Read every key with rockscache's one-key read script, all the calls in ONE pipeline; the
+    misses are loaded once and written back in a second pipeline.
+
+    The fix for 3.8's batch read (:func:`slotlab.openim.v3_8_read`, one EVAL over all KEYS):
+    each call holds one key written ``KEYS[1]``, so neither the slot rule nor a proxy's script
+    check can object, on a cluster, behind a proxy or on one server. Round trips: 1 on a warm
+    cache, 2 when keys were missing or tagged as deleted.
+    """
+    return _read("read_pipelined_per_key", client, keys, load, expire, WINDOWS["pipeline"])
+
+
+READ_STRATEGIES: Final[dict[str, ReadStrategy]] = {
+    "v3_7_read": v3_7_read,
+    "v3_8_read": v3_8_read,
+    "read_per_key": read_per_key,
+    "read_pipelined_per_key": read_pipelined_per_key,
+}
+"""Every read strategy by name: OpenIM's two (sent through redis-py's own ``eval``, one call
+per round trip), then slotlab's two (through this module's machinery)."""
 
 
 # --------------------------------------------------------------------------------------------
