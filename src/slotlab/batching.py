@@ -27,8 +27,10 @@ strategy: a global ``{GROUP}`` tag puts every key in one slot (one EVAL works an
 shard carries the whole group cache); per-group ``{<gid>}`` tags put one group's keys together,
 but not its members' user keys.
 
-A fair race: every strategy sends its commands through the same machinery (the RESP bytes
-written here, on the client's own pooled connections) and the same script rule (a script's
+A fair race: every strategy but ``one_eval`` (one command, sent with redis-py's ``eval`` so that
+``RedisCluster`` refuses it as it would in an application) sends its commands through the same
+machinery (the RESP bytes written here, on the client's own pooled connections) and the same
+script rule (a script's
 first call on a node or connection is EVAL, later ones EVALSHA, and a NOSCRIPT answer is sent
 again as EVAL). They differ only in what a race should measure: how many commands a round trip
 carries (:data:`WINDOWS`) and how many keys one script call carries.
