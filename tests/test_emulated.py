@@ -21,7 +21,9 @@ from typing import Any
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
+from redis.retry import Retry
 
 import slotlab
 from slotlab import commands
@@ -79,7 +81,9 @@ def test_stop_returns_while_a_client_blocks_forever() -> None:
 
     def block() -> None:
         try:
-            with redis.Redis(port=port, socket_timeout=10) as r:
+            # No retries: redis-py would reconnect (refused) with backoff for seconds.
+            no_retry = Retry(NoBackoff(), 0)
+            with redis.Redis(host="127.0.0.1", port=port, socket_timeout=10, retry=no_retry) as r:
                 r.blpop(["nothing"], timeout=0)
         except redis.ConnectionError:
             pass
@@ -88,7 +92,10 @@ def test_stop_returns_while_a_client_blocks_forever() -> None:
 
     t = threading.Thread(target=block)
     t.start()
-    time.sleep(0.2)
+    deadline = time.monotonic() + 10  # until the BLPOP waits (a loaded machine may be slow)
+    while backend.blocked_clients == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert backend.blocked_clients == 1
     t0 = time.perf_counter()
     backend.stop()
     assert time.perf_counter() - t0 < 5

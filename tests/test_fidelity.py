@@ -280,9 +280,19 @@ def test_same_outcome_on_both_backends(case: Case, real_ctx: Ctx, emu_ctx: Ctx) 
     assert got == expected
 
 
+def _skip_if_another_client(case: Case) -> None:
+    """A case whose outcome the client library decides is compared with its recording only
+    through the redis-py release that made it (the live comparison covers the others)."""
+    recorded = regen_fidelity.load_cached()["redis_py"]
+    if case.client is not None and redis.__version__ != recorded:
+        pytest.skip(f"recorded through redis-py {recorded}, this is {redis.__version__}: "
+                    f"{case.client}")
+
+
 @pytest.mark.parametrize("case", _params())
 def test_same_outcome_as_recorded(case: Case, emu_ctx: Ctx) -> None:
     """The emulator against the real server's recorded outcome: no server needed."""
+    _skip_if_another_client(case)
     expected = regen_fidelity.recorded_outcome("masters", case)
     got = emu_ctx.run(case)
     assert got == expected
@@ -337,6 +347,7 @@ def test_same_outcome_with_replicas(
 
 @pytest.mark.parametrize("case", _params(REPLICA_CASES))
 def test_same_outcome_as_recorded_with_replicas(case: Case, emu_replica_ctx: Ctx) -> None:
+    _skip_if_another_client(case)
     expected = regen_fidelity.recorded_outcome("replicas", case)
     got = emu_replica_ctx.run(case)
     assert got == expected
