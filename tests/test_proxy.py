@@ -943,13 +943,13 @@ def test_load_many_clients_nothing_lost(lab: Lab, px: ProxyClient) -> None:
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    start = time.monotonic()
+    deadline = time.monotonic() + 600  # a hang, not a speed target: see benchmarks/
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(CLIENTS)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=120)
-    elapsed = time.monotonic() - start
+        t.join(timeout=max(0.0, deadline - time.monotonic()))
+    assert not any(t.is_alive() for t in threads), "a load client hung"
     assert not errors, errors[0]
     everything = {k: v for w in written for k, v in w.items()}
     keys = sorted(everything)
@@ -958,7 +958,6 @@ def test_load_many_clients_nothing_lost(lab: Lab, px: ProxyClient) -> None:
         chunk = keys[i : i + 500]
         assert px.mget(chunk) == [everything[k] for k in chunk]
         assert rc.mget_nonatomic(chunk) == [everything[k] for k in chunk]
-    assert elapsed < 60, f"load test took {elapsed:.1f} s"
 
 
 def test_a_slow_pipeline_is_not_replayed(lab: Lab, px: ProxyClient) -> None:
