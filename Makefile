@@ -2,6 +2,7 @@
 #   make lab     open the course in JupyterLab (pass flags with ARGS="--no-browser --port 8899")
 #   make test    every test: lint, types, unit and fidelity tests, strict nbval per backend
 #   make notebooks   re-execute every notebook and store its outputs (after changing one)
+#   make exercises   regenerate notebooks/exercises/ from the lessons, executed on a real cluster
 #   make bench   run the benchmarks; each prints ratios against a baseline from the same run
 
 PYTHON ?= python3
@@ -10,7 +11,7 @@ BIN := $(VENV)/bin
 ARGS ?=
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
-.PHONY: lab test lint unit nbval notebooks bench clean
+.PHONY: lab test lint unit nbval notebooks exercises bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +51,14 @@ notebooks: $(VENV)/.test
 	SLOTLAB_BACKEND=real $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.record_timing=False --ExecutePreprocessor.timeout=300 \
 		notebooks/*.ipynb
+
+# The exercise notebooks are the lessons with the solutions cut out (slotlab.exercises), executed
+# like the lessons so that strict nbval compares the stubs' "no answer yet" outputs.
+exercises: $(VENV)/.test
+	$(BIN)/python -m slotlab.exercises build
+	SLOTLAB_BACKEND=real $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.record_timing=False --ExecutePreprocessor.timeout=300 \
+		notebooks/exercises/*.ipynb
 
 bench: $(VENV)/.test
 	@set -e; for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b; done

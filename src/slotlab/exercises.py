@@ -205,9 +205,9 @@ def exercise_cells(lesson: dict[str, Any], lesson_name: str) -> list[dict[str, A
 
 
 def lessons(root: Path) -> list[Path]:
-    """The lessons that have exercises: a check cell somewhere in them."""
+    """The lessons that have exercises: they import slotlab.exercises."""
     return [p for p in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-            if "exercises.check(" in p.read_text(encoding="utf-8")]
+            if "from slotlab.exercises import" in p.read_text(encoding="utf-8")]
 
 
 def _comparable(cells: list[dict[str, Any]]) -> list[tuple[str, str, tuple[str, ...]]]:

@@ -69,7 +69,7 @@ def _same_node(answer: Any, lab: Lab) -> str:
                and k not in keys]
     if missing:
         raise Wrong(f"every key you list is on node {home.index}, but {len(missing)} more of "
-                    "session:2 ... session:10 are too: find each key's slot, then the node "
+                    "session:2 ... session:10 are on it too: find each key's slot, then the node "
                     "that serves it (topology.node_for_slot).")
     return (f"these {len(keys)} keys are in slots node {home.index} serves, as session:1's slot "
             f"is: a key lives on the node that serves its slot.")
