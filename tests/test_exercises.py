@@ -94,7 +94,8 @@ def test_generation_cuts_solutions_and_relinks() -> None:
         {"cell_type": "markdown", "metadata": {"tags": ["lesson-only"]}, "source": ["only"]},
     ]}
     cells = exercise_cells(lesson, "09_t.ipynb")
-    assert "[09 · A title](../09_t.ipynb)" in "".join(cells[0]["source"])
+    assert "".join(cells[0]["source"]) == "# 09 · A title\ntext"
+    assert "[09 · A title](../09_t.ipynb)" in "".join(cells[1]["source"])
     assert "".join(cells[2]["source"]) == (
         "[next](../10_x.ipynb), [here](09_t.ipynb), [web](https://a.b/c)")
     assert "".join(cells[3]["source"]) == "x = ...  # a number"

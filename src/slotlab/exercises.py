@@ -178,10 +178,7 @@ def exercise_cells(lesson: dict[str, Any], lesson_name: str) -> list[dict[str, A
         "`make exercises`: edit the lesson, not this file. Replace each `...` with your answer "
         "and run the check cell below it; the lesson shows the solutions.*"
     )
-    cells: list[dict[str, Any]] = [
-        {"cell_type": "markdown", "id": "exercise-header", "metadata": {},
-         "source": _lines(header)}
-    ]
+    cells: list[dict[str, Any]] = []
     for cell in lesson["cells"]:
         tags = set(cell.get("metadata", {}).get("tags", []))
         if tags & LESSON_ONLY_TAGS:
@@ -201,6 +198,9 @@ def exercise_cells(lesson: dict[str, Any], lesson_name: str) -> list[dict[str, A
         if new["id"] is None:
             del new["id"]
         cells.append(new)
+    # after the title: "this is the exercise version of ..., edit the lesson"
+    cells.insert(1, {"cell_type": "markdown", "id": "exercise-header", "metadata": {},
+                     "source": _lines(header)})
     return cells
 
 

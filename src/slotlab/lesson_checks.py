@@ -310,9 +310,10 @@ QUIZZES["03"] = {
     ),
     "q4": Question(
         "Through our model of Alibaba's proxy, `DEL` of three keys in three slots:",
-        {"a": "deletes them, one node at a time: not atomic", "b": "fails with `CROSSSLOT`"},
+        {"a": "deletes them, one slot at a time: not atomic", "b": "fails with `CROSSSLOT`"},
         "a",
-        {"a": "the proxy splits the command per node and adds up the replies.",
+        {"a": "our model splits the command per slot, sends each part to its node and adds up "
+              "the replies: no longer one atomic command.",
          "b": "a node alone would say `CROSSSLOT`; the proxy fans `DEL` out instead."},
     ),
 }
