@@ -49,12 +49,12 @@ def _strings(answer: Any, what: str, count: int | None = None) -> list[str]:
 SESSIONS = [f"session:{i}" for i in range(2, 11)]
 
 
-@exercise("01.same_node", "a list of the keys among session:2 ... session:10 on session:1's node")
+@exercise("01.same_node", "a list of the keys among session:2 to session:10 on session:1's node")
 def _same_node(answer: Any, lab: Lab) -> str:
     keys = _strings(answer, "the keys")
     for key in keys:
         if key not in SESSIONS:
-            raise Wrong(f"{key!r} is not one of session:2 ... session:10.")
+            raise Wrong(f"{key!r} is not one of session:2 to session:10.")
     topology = lab.topology()
     slot_of = dict(zip(["session:1", *SESSIONS], _server_slots(lab, ["session:1", *SESSIONS]),
                        strict=True))
@@ -69,7 +69,7 @@ def _same_node(answer: Any, lab: Lab) -> str:
                and k not in keys]
     if missing:
         raise Wrong(f"every key you list is on node {home.index}, but {len(missing)} more of "
-                    "session:2 ... session:10 are on it too: find each key's slot, then the node "
+                    "session:2 to session:10 are on it too: find each key's slot, then the node "
                     "that serves it (topology.node_for_slot).")
     return (f"these {len(keys)} keys are in slots node {home.index} serves, as session:1's slot "
             f"is: a key lives on the node that serves its slot.")
@@ -405,5 +405,104 @@ QUIZZES["04"] = {
          "b": "the batch script reads its key from a loop variable, which the script check "
               "refuses.",
          "c": "one key is enough for the proxy to route a script."},
+    ),
+}
+
+
+# ---- lesson 05 (judges ready; the lesson's cells are added when lesson 05 settles) -------
+
+GROUP_10 = ("g1", "u1", [f"u{i}" for i in range(2, 12)])
+
+
+@exercise("05.proxy_strategies", "a list of strategy names from batching.STRATEGIES")
+def _proxy_strategies(answer: Any, lab: Lab) -> str:
+    from slotlab import batching
+
+    names = _strings(answer, "the strategy names")
+    for name in names:
+        if name not in batching.STRATEGIES:
+            raise Wrong(f"{name!r} is not a strategy: see batching.STRATEGIES.")
+    keys = openim.create_group_keys("g1", "u1", ["u2"])
+    rc, proxy = lab.cluster_client(), lab.proxy_client("alibaba")
+    works: dict[str, str | None] = {}
+    try:
+        for name, strategy in batching.STRATEGIES.items():
+            rc.delete(*keys)
+            try:
+                strategy(proxy, keys)
+                works[name] = None if all(openim.tagged_as_deleted(rc, k) for k in keys) \
+                    else "it left keys untagged"
+            except redis.RedisError as error:
+                works[name] = f"our model of the proxy answers `{error}`"
+        rc.delete(*keys)
+    finally:
+        rc.close()
+        proxy.close()
+    for name in names:
+        if works[name] is not None:
+            raise Wrong(f"{name} does not tag every key behind the proxy: {works[name]}. "
+                        "Behind a proxy, every EVAL must hold keys of one slot, written KEYS[n].")
+    missing = [n for n, why in works.items() if why is None and n not in names]
+    if missing:
+        raise Wrong(f"every strategy you name works behind the proxy, but {len(missing)} more "
+                    "do: which others send scripts of one slot each, keys written KEYS[n]?")
+    return (f"these {len(names)} send only EVALs of one slot, keys written KEYS[n]: the proxy "
+            "routes each and its script check accepts each.")
+
+
+@exercise("05.per_group_slots", "a whole number of slots")
+def _per_group_slots(answer: Any, lab: Lab) -> str:
+    from slotlab import batching
+
+    if isinstance(answer, bool) or not isinstance(answer, int):
+        raise Wrong(f"give a whole number, not {type(answer).__name__}.")
+    keys = openim.create_group_keys(*GROUP_10)
+    tagged = batching.per_group_tag_keys(keys, "g1")
+    slots = len(set(_server_slots(lab, tagged)))
+    if answer == slots:
+        return (f"{slots} slots: the group's keys share the slot of `g1`; each member's user "
+                "keys keep slots of their own, since a user is in many groups and no one "
+                "group's tag fits their keys.")
+    if answer == 1:
+        raise Wrong("not every key can carry the group's tag: a user key such as "
+                    "JOIN_GROUPS_KEY:<user> lists ALL the user's groups (batching."
+                    "colocation_report says which keys stay apart).")
+    if answer == len(set(_server_slots(lab, keys))):
+        raise Wrong("that is the slot count WITHOUT tags: with `{g1}`, the group's keys "
+                    "share one slot.")
+    raise Wrong(f"the tagged keys span {'more' if answer < slots else 'fewer'} slots than "
+                "that: ask the server (CLUSTER KEYSLOT) for each tagged key's slot.")
+
+
+QUIZZES["05"] = {
+    "q1": Question(
+        "Why does `by_server_slot` (3.8's grouping) fail behind a proxy?",
+        {"a": "with a plain client it does not group: every key goes in one EVAL",
+         "b": "the proxy refuses `CLUSTER KEYSLOT`",
+         "c": "the proxy numbers its slots differently"},
+        "a",
+        {"a": "3.8 groups only for a cluster client; a proxy is reached with a plain one.",
+         "b": "the grouping is never attempted: a plain client skips it.",
+         "c": "a proxy fronts the same 16384 slots; the EVAL simply holds keys of many."},
+    ),
+    "q2": Question(
+        "Why can per-group tags (`{g1}`) not put a whole CreateGroup in one slot?",
+        {"a": "a user key such as `JOIN_GROUPS_KEY:u2` lists all the user's groups, so no one "
+              "group's tag fits it",
+         "b": "a tag may not be shorter than three bytes",
+         "c": "a slot holds at most a few keys of one group"},
+        "a",
+        {"a": "the group's own keys share its slot; the members' user keys cannot.",
+         "b": "any non-empty tag works, `{g1}` included.",
+         "c": "a slot holds any number of keys."},
+    ),
+    "q3": Question(
+        "A global `{GROUP}` tag makes every EVAL one slot. What does it cost?",
+        {"a": "nothing", "b": "every group's keys on one node: a hot node no resharding "
+                               "can relieve", "c": "the proxy refuses tagged keys"},
+        "b",
+        {"a": "one tag shared by everything puts all the keys in one slot, on one node.",
+         "b": "a slot cannot be split, so that node takes every group's keys and requests.",
+         "c": "a proxy routes a tagged key like any other, by its slot."},
     ),
 }
