@@ -477,7 +477,7 @@ def _per_group_slots(answer: Any, lab: Lab) -> str:
 QUIZZES["05"] = {
     "q1": Question(
         "Why does `by_server_slot` (3.8's grouping) fail behind a proxy?",
-        {"a": "with a plain client it does not group: every key goes in one EVAL",
+        {"a": "with a plain client it does not group: an EVAL gets keys of many slots",
          "b": "the proxy refuses `CLUSTER KEYSLOT`",
          "c": "the proxy numbers its slots differently"},
         "a",
