@@ -4,14 +4,16 @@
 #   make notebooks   re-execute every notebook and store its outputs (after changing one)
 #   make exercises   regenerate notebooks/exercises/ from the lessons, executed on a real cluster
 #   make bench   run the benchmarks; each prints ratios against a baseline from the same run
+#   make test-lowest   the unit and fidelity tests once more, at the lowest declared versions
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
+comma := ,
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
-.PHONY: lab test lint unit nbval notebooks exercises bench clean
+.PHONY: lab test test-lowest lint unit nbval notebooks exercises bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +39,23 @@ lint: $(VENV)/.test
 # Two workers (xdist) keep the run short on a 2-core machine; each starts its own labs.
 unit: $(VENV)/.test
 	$(BIN)/python -m pytest tests -n auto -p no:cacheprovider $(ARGS)
+
+# The floors of pyproject.toml, in a venv of their own: tests/constraints-lowest.txt pins
+# them, and only wheels are taken for them (a fresh machine has no compiler).
+LOWEST ?= .venv-lowest
+PINNED := redis,hiredis,numpy,matplotlib,fakeredis,lupa,uvloop
+
+$(LOWEST)/.test: pyproject.toml tests/constraints-lowest.txt
+	$(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/python -m pip install --quiet --upgrade pip
+	$(LOWEST)/bin/python -m pip install --quiet --only-binary=$(PINNED) \
+		-c tests/constraints-lowest.txt -e '.[test]'
+	@touch $@
+
+test-lowest: $(LOWEST)/.test
+	@$(LOWEST)/bin/python -m pip list --format=freeze 2>/dev/null \
+		| grep -iE '^($(subst $(comma),|,$(PINNED)))==' | tr '\n' ' '; echo
+	$(LOWEST)/bin/python -m pytest tests -n auto -p no:cacheprovider $(ARGS)
 
 # Strict nbval over every notebook, once per backend this machine has (`slotlab backends`).
 nbval: $(VENV)/.test
@@ -64,4 +83,4 @@ bench: $(VENV)/.test
 	@set -e; for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(LOWEST) .pytest_cache .mypy_cache .ruff_cache .hypothesis

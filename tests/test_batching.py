@@ -1,4 +1,4 @@
-"""slotlab.batching: five batch-delete strategies with one signature, and two key layouts.
+"""slotlab.batching: six batch-delete strategies with one signature, and two key layouts.
 
 Every strategy runs in every setting (cluster client, Alibaba-style proxy with and without its
 script check, a plain client to one node, one plain non-cluster server) on the real and the
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -50,6 +51,7 @@ EXPECTED: dict[str, dict[str, tuple[type[Exception], str] | None]] = {
         "by_server_slot": OK,
         "by_client_slot": OK,
         "proxy_safe": OK,
+        "pipelined_per_key": OK,
     },
     "alibaba": {
         "per_key": OK,
@@ -57,6 +59,7 @@ EXPECTED: dict[str, dict[str, tuple[type[Exception], str] | None]] = {
         "by_server_slot": PROXY_SLOT,
         "by_client_slot": PROXY_SCRIPT,
         "proxy_safe": OK,
+        "pipelined_per_key": OK,
     },
     "alibaba_no_script_check": {
         "per_key": OK,
@@ -64,6 +67,7 @@ EXPECTED: dict[str, dict[str, tuple[type[Exception], str] | None]] = {
         "by_server_slot": PROXY_SLOT,
         "by_client_slot": OK,
         "proxy_safe": OK,
+        "pipelined_per_key": OK,
     },
     "node": {
         "per_key": MOVED,
@@ -71,6 +75,7 @@ EXPECTED: dict[str, dict[str, tuple[type[Exception], str] | None]] = {
         "by_server_slot": CROSSSLOT,
         "by_client_slot": MOVED,
         "proxy_safe": MOVED,
+        "pipelined_per_key": MOVED,
     },
     "plain_server": {name: OK for name in batching.STRATEGIES},
 }
@@ -112,14 +117,27 @@ def test_strategy_in_setting(clients: Clients, setting: str, name: str) -> None:
 
 def test_recommended_strategies_work_on_a_500_member_group(clients: Clients) -> None:
     assert len(BIG) == 1508
-    for setting, name in (("cluster", "by_client_slot"), ("alibaba", "proxy_safe")):
+    for setting in ("cluster", "alibaba"):
+        name = batching.RECOMMENDED["proxy" if setting == "alibaba" else setting]
         clients.reset()
         through, reader = clients.setting(setting, BIG)
         result = batching.STRATEGIES[name](through, BIG)
         assert result.tagged == 1508
-        assert result.round_trips == 1  # every EVAL in one pipeline
-        assert result.evals == distinct_slots(BIG)  # one EVAL per slot: no slot holds 50 keys
+        assert result.round_trips == 1  # every script call in one pipeline
         assert_all_tagged(reader, BIG)
+
+
+@pytest.mark.parametrize("setting", ["cluster", "alibaba", "plain_server"])
+def test_grouping_by_slot_saves_few_evals_on_openims_keys(clients: Clients, setting: str) -> None:
+    """1,508 keys in 1,500 slots: one EVAL per slot, so grouping saves 8 EVALs of 1,508."""
+    through, reader = clients.setting(setting, BIG)
+    grouped = batching.proxy_safe(through, BIG)
+    assert distinct_slots(BIG) == 1500
+    assert (grouped.round_trips, grouped.evals) == (1, 1500)
+    clients.reset()
+    single = batching.pipelined_per_key(through, BIG)
+    assert (single.round_trips, single.evals) == (1, 1508)
+    assert_all_tagged(reader, BIG)
 
 
 def test_by_client_slot_costs_one_round_trip_and_one_eval_per_slot(clients: Clients) -> None:
@@ -127,6 +145,50 @@ def test_by_client_slot_costs_one_round_trip_and_one_eval_per_slot(clients: Clie
     assert (result.round_trips, result.evals, result.commands) == (1, 14, 14)
     per_key = batching.per_key(clients.cluster, KEYS)
     assert per_key.round_trips == 14
+
+
+def test_round_trips_follow_the_window(clients: Clients) -> None:
+    """A loop: one call per round trip. OpenIM 3.8: one CLUSTER KEYSLOT round, then 3 batches
+    at a time. A pipeline: one round trip."""
+    assert batching.WINDOWS == {"loop": 1, "openim_3.8": 3, "pipeline": 0}
+    assert batching.per_key(clients.cluster, BIG).round_trips == 1508
+    result = batching.by_server_slot(clients.cluster, BIG)
+    assert (result.round_trips, result.evals) == (1 + math.ceil(1500 / 3), 1500)
+    assert result.commands == 1508 + 1500  # every CLUSTER KEYSLOT, then the EVALs
+    assert batching.pipelined_per_key(clients.cluster, BIG).round_trips == 1
+    assert_all_tagged(clients.cluster, BIG)
+    # a plain client to one server: 3.8 puts every key in "slot 0", 31 batches of up to 50
+    result = batching.by_server_slot(clients.plain, BIG)
+    assert (result.round_trips, result.evals) == (math.ceil(31 / 3), 31)
+
+
+def test_pipelined_per_key_on_a_node_client_tags_that_nodes_keys(clients: Clients) -> None:
+    """A plain client to one node: keys that node owns, many slots, are all tagged (no
+    CROSSSLOT can happen with one key per call); other nodes' keys answer MOVED."""
+    node = clients.node_for(BIG[0])
+    owner = clients.lab.topology().node_for_slot(key_slot(BIG[0]))
+    own = [k for k in BIG if owner.owns(key_slot(k))]
+    assert distinct_slots(own) > 100
+    result = batching.pipelined_per_key(node, own)
+    assert (result.round_trips, result.evals) == (1, len(own))
+    assert_all_tagged(clients.cluster, own)
+    with pytest.raises(ClusterCrossSlotError):
+        batching.one_eval(node, own)
+    with pytest.raises(MovedError):
+        batching.pipelined_per_key(node, BIG)
+
+
+def test_noscript_is_answered_by_sending_the_script_again(clients: Clients) -> None:
+    """A proxy that routes by key sends the EVAL to one node and the EVALSHAs to others, which
+    never saw the script: they answer NOSCRIPT, and those calls go again as EVAL."""
+    for n in range(len(clients.lab.nodes)):
+        clients.lab.node_client(n).script_flush()
+    through = clients.proxy("passthrough")
+    result = batching.pipelined_per_key(through, KEYS)
+    assert result.round_trips == 2  # the pipeline, then the NOSCRIPT calls as EVAL
+    assert 14 < result.evals < 28
+    assert_all_tagged(clients.cluster, KEYS)
+    assert batching.pipelined_per_key(through, KEYS).round_trips == 1  # every node has it now
 
 
 def test_by_client_slot_asks_the_server_nothing_but_the_evals(real_lab: Lab) -> None:
@@ -139,12 +201,13 @@ def test_by_client_slot_asks_the_server_nothing_but_the_evals(real_lab: Lab) -> 
         n.config_resetstat()
     batching.by_client_slot(clients.cluster, KEYS)
     batching.proxy_safe(clients.cluster, KEYS)
+    batching.pipelined_per_key(clients.cluster, KEYS)
     calls: dict[str, int] = {}
     for n in nodes:
         for name, stat in n.info("commandstats").items():
             calls[name] = calls.get(name, 0) + int(stat["calls"])
     # one script call per chunk: EVAL, or EVALSHA once the node has the script
-    assert calls.get("cmdstat_eval", 0) + calls.get("cmdstat_evalsha", 0) == 28
+    assert calls.get("cmdstat_eval", 0) + calls.get("cmdstat_evalsha", 0) == 42
     assert "cmdstat_command|getkeys" not in calls
     assert "cmdstat_cluster|keyslot" not in calls
 
@@ -387,7 +450,8 @@ def test_a_stale_slot_map_is_followed_and_no_key_is_missed(backend: str) -> None
     if backend == "real":
         real_server_or_skip()
     with start_lab(masters=3, backend=backend) as lab:
-        stale = {name: lab.cluster_client() for name in ("by_client_slot", "proxy_safe")}
+        names = ("by_client_slot", "proxy_safe", "pipelined_per_key")
+        stale = {name: lab.cluster_client() for name in names}
         for client in stale.values():
             client.get(KEYS[0])  # each client has loaded the slot map, which now goes stale
         slot = key_slot(KEYS[0])
@@ -401,3 +465,82 @@ def test_a_stale_slot_map_is_followed_and_no_key_is_missed(backend: str) -> None
             assert result.round_trips == 2, name  # the pipeline, then the redirected chunk
             assert_all_tagged(client, KEYS)
             assert lab.node_client(new.index).exists(KEYS[0]) == 1
+
+
+# --------------------------------------------------------------------------------------------
+# Reads
+# --------------------------------------------------------------------------------------------
+
+GROUPS_INFO = openim.get_groups_info_keys([f"g{i}" for i in range(60)])
+
+
+@pytest.mark.parametrize("setting", ["cluster", "alibaba", "plain_server"])
+@pytest.mark.parametrize("name", ["read_per_key", "read_pipelined_per_key"])
+def test_read_strategies_read_load_and_write_back_everywhere(
+    clients: Clients, setting: str, name: str
+) -> None:
+    read = batching.READ_STRATEGIES[name]
+    through, reader = clients.setting(setting, GROUPS_INFO)
+    cold = read(through, GROUPS_INFO + GROUPS_INFO[:3])  # repeats are read once
+    assert (cold.keys, cold.loaded) == (60, 60)
+    assert cold.values == {k: f"row of {k}" for k in GROUPS_INFO}
+    warm = read(through, GROUPS_INFO)
+    assert (warm.loaded, warm.values) == (0, cold.values)
+    if name == "read_pipelined_per_key":
+        assert (cold.round_trips, warm.round_trips) == (2, 1)  # read, then write back the misses
+    else:
+        assert (cold.round_trips, warm.round_trips) == (120, 60)
+    assert warm.evals == warm.commands == 60
+    assert reader.hget(GROUPS_INFO[0], "value") == f"row of {GROUPS_INFO[0]}"
+    assert int(reader.ttl(GROUPS_INFO[0])) > openim.DEFAULT_EXPIRE - 60
+
+
+def test_a_read_after_a_delete_loads_again_and_a_missing_row_is_cached_empty(
+    clients: Clients,
+) -> None:
+    through = clients.proxy()
+    batching.read_pipelined_per_key(through, GROUPS_INFO)
+    batching.pipelined_per_key(through, GROUPS_INFO[:10])  # tag 10 as deleted
+    rows = {k: "new" for k in GROUPS_INFO[:9]}  # the database lost the 10th row
+    again = batching.read_pipelined_per_key(through, GROUPS_INFO, lambda keys: rows)
+    assert again.loaded == 10
+    assert [again.values[k] for k in GROUPS_INFO[:10]] == ["new"] * 9 + [None]
+    assert again.values[GROUPS_INFO[10]] == f"row of {GROUPS_INFO[10]}"
+    assert 0 < int(clients.cluster.ttl(GROUPS_INFO[9])) <= openim.EMPTY_EXPIRE
+
+
+def test_3_8s_batch_read_fails_behind_the_proxy_and_the_pipelined_read_does_not(
+    clients: Clients,
+) -> None:
+    with pytest.raises(ResponseError, match="'EVAL' command keys must in same slot"):
+        openim.v3_8_read(clients.proxy(), GROUPS_INFO)
+    assert batching.read_pipelined_per_key(clients.proxy(), GROUPS_INFO).loaded == 60
+
+
+def test_a_key_another_reader_holds_is_asked_again(clients: Clients) -> None:
+    """rockscache's reader waits while another reader's lock lasts, then takes the key over."""
+    key = GROUPS_INFO[0]
+    until = int(time.time()) + 1
+    clients.cluster.hset(key, mapping={"lockUntil": until, "lockOwner": "someone"})
+    result = batching.read_pipelined_per_key(clients.cluster, [key], expire=100)
+    assert time.time() >= until
+    assert result.values == {key: f"row of {key}"}
+    assert result.loaded == 1 and result.round_trips > 2  # asked again at least once
+
+
+@pytest.mark.parametrize("name", ["read_per_key", "read_pipelined_per_key"])
+@pytest.mark.parametrize(
+    ("keys", "kwargs", "error", "text"),
+    [
+        ([], {}, ValueError, "keys is empty"),
+        ("GROUP_INFO:g1", {}, TypeError, "wrap it in a list"),
+        (["a"], {"load": 3}, TypeError, "load must be a function"),
+        (["a"], {"expire": 10}, ValueError, "above the 10 s delay"),
+        (["a"], {"expire": "60"}, ValueError, "whole number of seconds"),
+    ],
+)
+def test_read_strategies_validate_their_input(
+    name: str, keys: Any, kwargs: dict[str, Any], error: type[Exception], text: str
+) -> None:
+    with pytest.raises(error, match=text):
+        batching.READ_STRATEGIES[name](None, keys, **kwargs)

@@ -7,6 +7,8 @@ Cross-checks against a real server live in test_fidelity.py; the few here that n
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import socket
 import subprocess
@@ -15,10 +17,13 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
+from redis.retry import Retry
 
 import slotlab
 from slotlab import commands
@@ -76,7 +81,9 @@ def test_stop_returns_while_a_client_blocks_forever() -> None:
 
     def block() -> None:
         try:
-            with redis.Redis(port=port, socket_timeout=10) as r:
+            # No retries: redis-py would reconnect (refused) with backoff for seconds.
+            no_retry = Retry(NoBackoff(), 0)
+            with redis.Redis(host="127.0.0.1", port=port, socket_timeout=10, retry=no_retry) as r:
                 r.blpop(["nothing"], timeout=0)
         except redis.ConnectionError:
             pass
@@ -85,7 +92,10 @@ def test_stop_returns_while_a_client_blocks_forever() -> None:
 
     t = threading.Thread(target=block)
     t.start()
-    time.sleep(0.2)
+    deadline = time.monotonic() + 10  # until the BLPOP waits (a loaded machine may be slow)
+    while backend.blocked_clients == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert backend.blocked_clients == 1
     t0 = time.perf_counter()
     backend.stop()
     assert time.perf_counter() - t0 < 5
@@ -259,9 +269,9 @@ def test_parse_shebang() -> None:
 
 
 def test_a_runaway_script_is_stopped(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
-    from slotlab.backends import emulated
+    from slotlab.backends.emulated import scripting
 
-    monkeypatch.setattr(emulated, "SCRIPT_TIME_LIMIT", 0.3)
+    monkeypatch.setattr(scripting, "SCRIPT_TIME_LIMIT", 0.3)
     node = lab.node_client(0)
     t0 = time.perf_counter()
     with pytest.raises(redis.ResponseError, match="ran longer than 0.3 s.* on @user_script:2"):
@@ -375,3 +385,103 @@ def test_request_reader_inline_and_split_packets() -> None:
     assert reader.get_command() == [b"ECHO", b"hi"]
     reader.feed(b'SET k "a\\x41\\n" \'b c\'\r\n')
     assert reader.get_command() == [b"SET", b"k", b"aA\n", b"b c"]
+
+
+# ---- the fakeredis boundary ------------------------------------------------------------------
+
+
+def test_only_compat_touches_fakeredis() -> None:
+    """Every use of fakeredis (its private API above all) is in emulated/compat.py."""
+    package = ROOT / "src" / "slotlab" / "backends" / "emulated"
+    offenders = [
+        f"{path.name}:{n}: {line.strip()}"
+        for path in sorted(package.glob("*.py"))
+        if path.name != "compat.py"
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if line.lstrip().startswith(("import fakeredis", "from fakeredis"))
+        or re.search(r"\bfakeredis\.\w", line)
+    ]
+    assert offenders == []
+
+
+def test_fakeredis_outside_the_tested_range_says_what_to_install() -> None:
+    from slotlab.backends.emulated import compat
+
+    assert compat.version_problem(compat.FAKEREDIS_VERSION) is None
+    low, high = compat.TESTED
+    older = ".".join(map(str, (low[0], low[1] - 1, 0)))
+    newer = ".".join(map(str, high)) + ".0"
+    for version, where in ((older, "older"), (newer, "newer"), ("2.26.0", "older")):
+        problem = compat.version_problem(version)
+        assert problem is not None and where in problem and compat.INSTALL in problem
+    assert compat.version_problem(".".join(map(str, high)) + ".0rc1") is not None
+
+
+def test_tested_range_is_the_declared_range() -> None:
+    """compat.TESTED, pyproject.toml and environment.yml name the same fakeredis range."""
+    from slotlab.backends.emulated import compat
+
+    low, high = (".".join(map(str, v)) for v in compat.TESTED)
+    low = low.removesuffix(".0")
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert f'"fakeredis[lua]>={low},<{high}"' in pyproject
+    assert f"fakeredis>={low},<{high}" in (ROOT / "environment.yml").read_text()
+    assert f'"fakeredis[lua]>={low},<{high}"' in compat.INSTALL
+    lowest = (ROOT / "tests" / "constraints-lowest.txt").read_text()
+    assert f"fakeredis=={low}" in lowest
+
+
+def test_untested_fakeredis_is_refused_at_import() -> None:
+    """Run in a fresh interpreter that pretends fakeredis is a release from the future."""
+    code = (
+        "import fakeredis; fakeredis.__version__ = '9.0.0'\n"
+        "try:\n"
+        "    import slotlab.backends.emulated\n"
+        "except ImportError as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "SLOTLAB_UNTESTED_FAKEREDIS"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True,
+        env=env,
+    ).stdout
+    assert out.startswith("UntestedFakeredis ") and "pip install" in out and "9.0.0" in out
+
+
+def test_blocked_clients_are_bounded(lab: Lab) -> None:
+    """Each blocked client waits in a thread: past the bound the command is refused plainly,
+    and the threads go away when the clients wake."""
+    backend = lab.backend
+    assert isinstance(backend, EmulatedBackend)
+    backend.max_blocked_clients = 2
+    node = lab.nodes[0]
+    before = {t for t in threading.enumerate() if t.name == "slotlab-emulated-blocking"}
+    waiters = [redis.Redis(host=node.host, port=node.port) for _ in range(2)]
+    results: list[Any] = []
+    threads = [
+        threading.Thread(target=lambda r=r: results.append(r.blpop(["{b}q"], timeout=10)))
+        for r in waiters
+    ]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 5
+    while backend.blocked_clients < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert backend.blocked_clients == 2
+    third = lab.node_client(0)
+    with pytest.raises(redis.ResponseError, match="at most 2 blocked clients at once"):
+        third.blpop(["{b}q"], timeout=1)
+    assert third.ping()  # the refused client still works
+    blocking = {t for t in threading.enumerate() if t.name == "slotlab-emulated-blocking"}
+    assert len(blocking - before) == 2
+    third.rpush("{b}q", "x", "y")
+    for t in threads:
+        t.join(5)
+    assert sorted(tuple(r) for r in results) == [(b"{b}q", b"x"), (b"{b}q", b"y")]
+    deadline = time.monotonic() + 5
+    while backend.blocked_clients and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert backend.blocked_clients == 0
+    assert third.blpop(["{b}q"], timeout=0.1) is None  # a slot is free again
+    for r in waiters:
+        r.close()

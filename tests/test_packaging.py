@@ -54,3 +54,56 @@ def test_readme_gives_the_commands_ci_runs() -> None:
     assert "conda env create -f environment.yml" in readme
     assert "mybinder.org" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def _specifiers(requirement: str) -> dict[str, str]:
+    """``"redis>=6.0,<8.2; marker"`` -> ``{">=": "6.0", "<": "8.2"}``."""
+    spec = re.sub(r"^\s*[A-Za-z0-9_.-]+(\[[^\]]*\])?", "", requirement.split(";")[0])
+    out = {}
+    for part in spec.split("#")[0].split(","):
+        m = re.match(r"\s*(>=|<=|==|<|>|~=|!=)\s*([^\s]+)", part)
+        if m:
+            out[m[1]] = m[2]
+    return out
+
+
+def _runtime() -> dict[str, dict[str, str]]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return {_name(req)[0]: _specifiers(req) for req in project["dependencies"]}
+
+
+def test_every_runtime_dependency_has_a_floor_and_a_ceiling() -> None:
+    for name, spec in _runtime().items():
+        assert ">=" in spec and "<" in spec, f"{name}: {spec} needs a floor and a ceiling"
+
+
+def test_environment_yml_declares_the_same_ranges() -> None:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda = {
+        re.split(r"[<>=!~ ]", dep, maxsplit=1)[0].lower(): _specifiers(dep)
+        for dep in env["dependencies"]
+        if isinstance(dep, str)
+    }
+    for name, spec in _runtime().items():
+        assert conda[CONDA_NAME.get(name, name)] == spec, name
+
+
+def test_lowest_constraints_pin_every_floor() -> None:
+    """CI's lowest-versions run (make test-lowest) installs exactly the declared floors."""
+    pins = {}
+    for line in (ROOT / "tests" / "constraints-lowest.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, version = line.split("==")
+            pins[name.lower()] = version
+    floors = {name: spec[">="] for name, spec in _runtime().items()}
+    assert set(pins) == set(floors)
+    for name, floor in floors.items():
+        assert pins[name].split(".")[: len(floor.split("."))] == floor.split("."), name
+        assert pins[name].removesuffix(".0") in (floor, floor.removesuffix(".0")), name
+
+
+def test_ci_runs_the_lowest_versions_and_the_readme_command() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test-lowest" in ci
+    assert ci.rstrip().splitlines()[-1].strip() == "make test"

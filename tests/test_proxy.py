@@ -27,17 +27,20 @@ from hypothesis import strategies as st
 
 from slotlab import commands, key_slot, openim, start_lab
 from slotlab.lab import Lab
-from slotlab.proxy import (
-    ERR_BAD_SCRIPT,
-    ERR_SCRIPT_NO_KEYS,
-    MAX_INFLIGHT,
-    Proxy,
-    ProxyClient,
-    _ReplyScanner,
-    check_script,
-)
+from slotlab.proxy import MAX_INFLIGHT, Proxy, ProxyClient, check_script
+from slotlab.resp import ErrorReply, ReplyFramer, SimpleString, encode
 from slotlab.resp import encode_command as cmd
 from tests.conftest import real_server_or_skip
+
+# Alibaba Cloud's texts, quoted from its pages (FACTS.md section 3), never imported from the
+# implementation: the Lua limits page for cluster instances (Aliyun developer article 645851)...
+ERR_SCRIPT_NO_KEYS = "ERR for redis cluster, eval/evalsha number of keys can't be negative or zero"
+ERR_BAD_SCRIPT = (
+    "ERR bad lua script for redis cluster, all the keys that the script uses should be passed "
+    "using the KEYS array, and KEYS should not be in expression"
+)
+# ... and the wire text users report for keys in several slots (OpenIM issue #2333).
+ERR_EVAL_CROSS_SLOT = "ERR 'EVAL' command keys must in same slot"
 
 # ---- fixtures ---------------------------------------------------------------------------------
 
@@ -113,7 +116,7 @@ def raw_request(port: int, payload: bytes, replies: int = 1, timeout: float = 5.
 def read_replies(sock: socket.socket, replies: int) -> list[bytes]:
     buf = b""
     out: list[bytes] = []
-    scanner = _ReplyScanner()
+    scanner = ReplyFramer()
     while len(out) < replies:
         end = scanner.end(buf, 0) if buf else -1
         if end < 0:
@@ -121,11 +124,11 @@ def read_replies(sock: socket.socket, replies: int) -> list[bytes]:
             if not data:
                 raise ConnectionError(f"closed after {len(out)} replies; buffered {buf[:80]!r}")
             buf += data
-            scanner = _ReplyScanner()
+            scanner = ReplyFramer()
             continue
         out.append(buf[:end])
         buf = buf[end:]
-        scanner = _ReplyScanner()
+        scanner = ReplyFramer()
     return out
 
 
@@ -325,8 +328,10 @@ def test_the_script_check_accepts(script: str) -> None:
 
 def test_the_script_check_explains_the_rockscache_batch() -> None:
     (first, *_rest) = check_script(ROCKSCACHE_DELETE_BATCH)
-    assert ROCKSCACHE_DELETE_BATCH.splitlines()[first.line - 1].strip().startswith(
-        "redis.call('HSET', key"
+    assert (
+        ROCKSCACHE_DELETE_BATCH.splitlines()[first.line - 1]
+        .strip()
+        .startswith("redis.call('HSET', key")
     )
     assert "key" in first.reason and "KEYS[n]" in first.reason
 
@@ -586,6 +591,112 @@ def test_unknown_commands_get_the_servers_error(lab: Lab, px: ProxyClient) -> No
     assert reply == b"-ERR unknown command 'NOSUCH', with args beginning with: 'a' 'b' \r\n"
 
 
+def test_an_unknown_subcommand_inside_multi_gets_the_servers_error(
+    lab: Lab, px: ProxyClient
+) -> None:
+    """Regression: the proxy answered ``unknown command 'CONFIG', with args ...``; Redis 7.0.15
+    answers ``unknown subcommand``, and so must the proxy and the node behind it."""
+    expected = b"-ERR unknown subcommand 'NOSUCH'. Try CONFIG HELP.\r\n"
+    replies = raw_request(px.proxy.port, cmd("MULTI") + cmd("CONFIG", "NOSUCH") + cmd("EXEC"), 3)
+    assert replies == [
+        b"+OK\r\n",
+        expected,
+        b"-EXECABORT Transaction discarded because of previous errors.\r\n",
+    ]
+    node = lab.nodes[0]
+    with socket.create_connection((node.host, node.port), timeout=5) as sock:
+        sock.sendall(cmd("MULTI") + cmd("CONFIG", "NOSUCH"))
+        assert read_replies(sock, 2)[1] == expected  # what the node itself says
+
+
+def test_hello_refuses_a_bad_client_name_as_the_server_does(lab: Lab, px: ProxyClient) -> None:
+    """Regression: ``HELLO 3 SETNAME "a b"`` was accepted by the proxy; the server refuses it."""
+    expected = b"-ERR Client names cannot contain spaces, newlines or special characters.\r\n"
+    for port in (px.proxy.port, lab.nodes[0].port):
+        (reply,) = raw_request(port, cmd("HELLO", "3", "SETNAME", "a b"))
+        assert reply == expected
+        (reply,) = raw_request(port, cmd("CLIENT", "SETNAME", "a\nb"))
+        assert reply == expected
+
+
+class _ChoppingNode:
+    """A fake node that answers CLUSTER SLOTS and INFO, then sends a canned reply for every
+    command, cut so that its bytes arrive in two reads split at ``cut``."""
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+        self.cut = 1
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._client, args=(conn,), daemon=True).start()
+
+    def _client(self, conn: socket.socket) -> None:
+        from slotlab.resp import RequestReader
+
+        reader = RequestReader()
+        slots = b"*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$9\r\n127.0.0.1\r\n:%d\r\n" % self.port
+        with conn:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            while data := conn.recv(65536):
+                reader.feed(data)
+                while (argv := reader.get_command()) is not None:
+                    name = argv[0].upper()
+                    if name == b"CLUSTER":
+                        conn.sendall(slots)
+                    elif name == b"INFO":
+                        conn.sendall(b"$22\r\nredis_version:7.0.15\r\n\r\n")
+                    else:
+                        conn.sendall(self.reply[: self.cut])
+                        time.sleep(0.002)  # two reads on the proxy's side
+                        conn.sendall(self.reply[self.cut :])
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+_scalars = st.one_of(
+    st.none(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.binary(max_size=8),
+    st.floats(allow_nan=False),
+    st.sampled_from([SimpleString("OK"), ErrorReply("ERR x")]),
+)
+_reply_values = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.binary(max_size=3), inner),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=_reply_values, protocol=st.sampled_from([2, 3]))
+def test_node_replies_split_at_every_byte_boundary_pass_through_intact(
+    value: object, protocol: int
+) -> None:
+    """Property: however a node's reply is cut into reads, the client gets it byte for byte."""
+    reply = encode(value, protocol)
+    node = _ChoppingNode(reply)
+    try:
+        proxy = Proxy([("127.0.0.1", node.port)], personality="passthrough")
+        with proxy, socket.create_connection(("127.0.0.1", proxy.start().port), timeout=5) as sock:
+            for cut in range(1, len(reply)):
+                node.cut = cut
+                sock.sendall(cmd("GET", "k"))
+                assert read_replies(sock, 1) == [reply], cut
+    finally:
+        node.close()
+
+
 # ---- passthrough -------------------------------------------------------------------------------
 
 
@@ -741,7 +852,7 @@ def test_clients_that_vanish_mid_command_do_not_hurt_others(lab: Lab, px: ProxyC
 def test_a_bug_in_a_rule_answers_with_an_error_instead_of_hanging(
     lab: Lab, px: ProxyClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def broken(session: object, args: object) -> None:
+    def broken(args: object, state: object, slots: object) -> None:
         raise RuntimeError("boom")
 
     px.proxy._rules.handlers[b"mget"] = broken

@@ -1,8 +1,8 @@
 """slotlab.resp: the request reader the emulated nodes and the proxy share, and reply encoding.
 
-The reader has three ways in (one request at a time, a whole read holding one request, and a
-bulk path for long pipelines); whatever way a stream is read, the requests and the protocol
-errors must be the same.
+The reader is the server's parser, step by step: however a stream is cut into reads, the
+requests and the protocol errors must be the same. The reply framer finds where each node reply
+ends, wherever the reads cut it.
 """
 
 from __future__ import annotations
@@ -15,10 +15,13 @@ from slotlab.resp import (
     ErrorReply,
     NullArray,
     ProtocolError,
+    ReplyFramer,
     RequestReader,
     SimpleString,
     encode,
     encode_command,
+    split_array,
+    split_replies,
 )
 
 _args = st.lists(
@@ -43,22 +46,20 @@ def _one_by_one(stream: bytes, cuts: list[int]) -> list[object]:
     return out
 
 
-def _in_bulk(stream: bytes, cuts: list[int]) -> list[object]:
-    """The same, taking whatever the bulk path gives and the rest one at a time."""
+def _whole(stream: bytes) -> list[object]:
+    """The same stream fed in one piece, read with get_request; the raw bytes must add up."""
     reader, out = RequestReader(), []
-    for piece in _pieces(stream, cuts):
-        reader.feed(piece)
-        try:
-            while True:
-                batch = reader.get_requests(64)
-                out += [args for args, _raw in batch]
-                request = reader.get_request()
-                if request is None:
-                    break
-                out.append(request[0])
-        except ProtocolError as exc:
-            out.append(("error", str(exc)))
-            return out
+    reader.feed(stream)
+    raws = b""
+    try:
+        while (request := reader.get_request()) is not None:
+            out.append(request[0])
+            if request[1] is not None:
+                raws += request[1]
+    except ProtocolError as exc:
+        out.append(("error", str(exc)))
+        return out
+    assert raws == stream  # every multibulk request's own bytes, in order, nothing lost
     return out
 
 
@@ -74,7 +75,7 @@ def test_every_way_of_reading_a_pipeline_gives_the_same_requests(
 ) -> None:
     stream = b"".join(encode_command(*args) for args in requests)
     assert _one_by_one(stream, cuts) == requests
-    assert _in_bulk(stream, cuts) == requests
+    assert _whole(stream) == requests
 
 
 @settings(max_examples=300, deadline=None)
@@ -90,7 +91,9 @@ def test_corrupted_streams_give_the_same_requests_and_errors(
     stream = b"".join(encode_command(*args) for args in requests)
     at %= len(stream) + 1
     stream = stream[:at] + garbage + stream[at:]
-    assert _in_bulk(stream, cuts) == _one_by_one(stream, cuts)
+    whole = RequestReader()
+    whole.feed(stream)
+    assert _one_by_one(stream, cuts) == _one_by_one(stream, [])
 
 
 def test_inline_commands_and_the_servers_error_texts() -> None:
@@ -112,3 +115,34 @@ def test_inline_commands_and_the_servers_error_texts() -> None:
 def test_replies_encode_as_resp2() -> None:
     value = [1, b"a", None, SimpleString("OK"), ErrorReply("ERR x"), [], NullArray]
     assert encode(value) == b"*7\r\n:1\r\n$1\r\na\r\n$-1\r\n+OK\r\n-ERR x\r\n*0\r\n*-1\r\n"
+
+
+_REPLIES = (
+    b"+OK\r\n-ERR x\r\n:12\r\n$3\r\nfoo\r\n$-1\r\n*-1\r\n*2\r\n$1\r\na\r\n*1\r\n:1\r\n"
+    b"_\r\n%1\r\n+k\r\n~2\r\n,1.5\r\n#t\r\n>2\r\n$1\r\nm\r\n$0\r\n\r\n"
+    b"|1\r\n+a\r\n:1\r\n:2\r\n=8\r\ntxt:abcd\r\n!3\r\nERR\r\n(123\r\n"
+)
+_EXPECTED = [
+    b"+OK\r\n", b"-ERR x\r\n", b":12\r\n", b"$3\r\nfoo\r\n", b"$-1\r\n", b"*-1\r\n",
+    b"*2\r\n$1\r\na\r\n*1\r\n:1\r\n", b"_\r\n", b"%1\r\n+k\r\n~2\r\n,1.5\r\n#t\r\n",
+    b">2\r\n$1\r\nm\r\n$0\r\n\r\n", b"|1\r\n+a\r\n:1\r\n:2\r\n", b"=8\r\ntxt:abcd\r\n",
+    b"!3\r\nERR\r\n", b"(123\r\n",
+]  # fmt: skip
+
+
+def test_the_reply_framer_finds_every_reply() -> None:
+    assert split_replies(_REPLIES) == _EXPECTED
+    assert split_array(b"*2\r\n$1\r\na\r\n:1\r\n") == [b"$1\r\na\r\n", b":1\r\n"]
+    assert split_array(b"*-1\r\n") is None
+
+
+@pytest.mark.parametrize("cut", range(1, len(_REPLIES)))
+def test_the_reply_framer_resumes_at_every_byte_boundary(cut: int) -> None:
+    """Fed in two reads cut at ``cut``, the framer finds the same replies, reading on."""
+    framer, buf, out = ReplyFramer(), b"", []
+    for piece in (_REPLIES[:cut], _REPLIES[cut:]):
+        buf += piece
+        while buf and (end := framer.end(buf, 0)) >= 0:
+            out.append(buf[:end])
+            buf = buf[end:]
+    assert out == _EXPECTED and buf == b""

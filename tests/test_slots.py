@@ -367,3 +367,16 @@ def test_key_slots_many_wide_keys() -> None:
 def test_key_slots_spans_chunks() -> None:
     keys = [f"{{u{i % 97}}}:{i}" if i % 2 else f"key:{i}" for i in range(2 * slots._CHUNK + 5)]
     assert_matches(keys)
+
+
+def test_one_key_slot_serves_the_proxy_and_the_emulator() -> None:
+    """The hash-tag rule is written once: the proxy's rules and the emulated nodes call
+    ``slotlab.slots.key_slot`` itself, for str and bytes keys alike."""
+    from slotlab import slots
+    from slotlab.backends.emulated import helpers
+    from slotlab.proxy import alibaba, passthrough, rules
+
+    for module in (helpers, alibaba, passthrough, rules):
+        assert module.key_slot is slots.key_slot, module.__name__
+    for key in ("{user1000}.following", "foo", "{}x", "a{b}c{d}"):
+        assert slots.key_slot(key) == slots.key_slot(key.encode())

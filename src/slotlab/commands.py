@@ -23,6 +23,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+from slotlab import errors
 from slotlab.resp import RespSet, SimpleString
 
 __all__ = [
@@ -444,3 +445,92 @@ def spec_keys(spec: CommandSpec, argv: Sequence[bytes]) -> list[int]:
 def has_keys(spec: CommandSpec) -> bool:
     """``doesCommandHaveKeys``: a getkeys procedure, or a key spec that is a real key."""
     return spec.name in _PROCS or any("not_key" not in ks.flags for ks in spec.key_specs)
+
+
+# ---- processCommand's checks, HELLO and client names: shared by the emulator and the proxy ----
+
+
+def c_string(data: bytes) -> str:
+    """Bytes from the client as text for an error message (C-string semantics: stop at NUL)."""
+    return data.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def existence_error(argv: Sequence[bytes]) -> str:
+    """``processCommand``'s text for a command (or subcommand) the server does not know."""
+    if is_container(argv[0]) and len(argv) > 1:
+        return errors.UNKNOWN_SUBCOMMAND.format(
+            sub=c_string(argv[1][:128]), container=c_string(argv[0]).upper()
+        )
+    args = b""
+    for a in argv[1:]:
+        if len(args) >= 128:
+            break
+        args += b"'" + a.split(b"\0", 1)[0][: 128 - len(args)] + b"' "
+    return errors.UNKNOWN_COMMAND.format(
+        name=c_string(argv[0][:128]), args=args.decode("utf-8", "replace")
+    )
+
+
+def arity_error(name: str) -> str:
+    """The server's text for a wrong number of arguments (``name`` as COMMAND spells it)."""
+    return errors.WRONG_ARITY.format(name=name)
+
+
+def check_command(argv: Sequence[bytes]) -> tuple[CommandSpec | None, str | None]:
+    """``processCommand``'s first two checks: the command exists, with a valid arity.
+
+    Returns the command and None, or None/the command and the server's error text.
+    """
+    spec = lookup(argv)
+    if spec is None:
+        return None, existence_error(argv)
+    if not spec.check_arity(len(argv)):
+        return spec, arity_error(spec.name)
+    return spec, None
+
+
+def bad_client_name(name: bytes) -> bool:
+    """``clientSetNameOrReply``: a name is printable ASCII without spaces (or empty)."""
+    return any(ch < 0x21 or ch > 0x7E for ch in name)
+
+
+@dataclass(frozen=True)
+class Hello:
+    """What a valid HELLO asks for: the protocol (0: keep the current one) and a name."""
+
+    protocol: int
+    name: bytes | None
+
+
+def parse_hello(argv: Sequence[bytes]) -> Hello | str:
+    """``helloCommand``'s checks, in the server's order: a Hello, or the server's error text.
+
+    ``AUTH`` passes only for the ``default`` user (no password is set, as in a fresh server).
+    """
+    version = 0
+    j = 1
+    if len(argv) >= 2:
+        v = string2ll(argv[1])
+        if v is None:
+            return errors.HELLO_PROTO_NOT_INT
+        if v < 2 or v > 3:
+            return errors.NOPROTO
+        version = v
+        j = 2
+    name: bytes | None = None
+    while j < len(argv):
+        more = len(argv) - 1 - j
+        opt = argv[j].lower()
+        if opt == b"auth" and more >= 2:
+            if argv[j + 1] != b"default":
+                return errors.WRONGPASS
+            j += 2
+        elif opt == b"setname" and more:
+            name = argv[j + 1]
+            if bad_client_name(name):
+                return errors.CLIENT_NAME
+            j += 1
+        else:
+            return errors.HELLO_SYNTAX.format(option=c_string(argv[j]))
+        j += 1
+    return Hello(version, name)

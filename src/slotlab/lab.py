@@ -10,8 +10,9 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -20,6 +21,13 @@ import redis
 from redis.cluster import ClusterNode, RedisCluster
 
 from slotlab.backends.base import Backend, NodeAddress
+from slotlab.migration import (
+    MIGRATE_PIPELINE,
+    MIGRATE_TIMEOUT_MS,
+    Migration,
+    MigrationStep,
+    Recovery,
+)
 from slotlab.slots import SLOT_COUNT, key_slot
 
 BACKENDS = ("auto", "real", "emulated")
@@ -36,6 +44,8 @@ class NodeInfo:
     role: str  # "master" or "replica"
     master_id: str | None
     slots: tuple[tuple[int, int], ...]
+    failed: bool = False
+    """True when the cluster has marked this node as failed (``fail`` in its flags)."""
 
     @property
     def address(self) -> str:
@@ -86,7 +96,7 @@ class Topology:
                 what = f"{ranges} ({n.slot_count} slots)" if n.slots else "(none)"
             else:
                 what = f"replica of node {by_id.get(n.master_id or '', '?')}"
-            rows.append((str(n.index), n.role, n.address, what))
+            rows.append((str(n.index), n.role + (" (failed)" if n.failed else ""), n.address, what))
         widths = [max(len(r[i]) for r in rows) for i in range(3)]
         return "\n".join(
             "  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3]
@@ -99,7 +109,9 @@ class Topology:
 
 def parse_cluster_nodes(text: str, order: list[str] | None = None) -> Topology:
     """Read ``CLUSTER NODES`` output into a Topology, numbering nodes in ``order`` of IDs."""
-    entries: list[tuple[str, str, int, str, str | None, tuple[tuple[int, int], ...]]] = []
+    entries: list[
+        tuple[str, str, int, str, str | None, tuple[tuple[int, int], ...], bool]
+    ] = []
     for line in text.strip().splitlines():
         parts = line.split()
         node_id, addr, flags, master = parts[0], parts[1], parts[2].split(","), parts[3]
@@ -113,7 +125,10 @@ def parse_cluster_nodes(text: str, order: list[str] | None = None) -> Topology:
             slots.append((int(lo), int(hi or lo)))
         role = "master" if "master" in flags else "replica"
         master_id = None if master == "-" else master
-        entries.append((node_id, host, int(port), role, master_id, tuple(sorted(slots))))
+        failed = "fail" in flags
+        entries.append(
+            (node_id, host, int(port), role, master_id, tuple(sorted(slots)), failed)
+        )
     if order:
         rank = {nid: i for i, nid in enumerate(order)}
         entries.sort(key=lambda e: rank.get(e[0], len(rank)))
@@ -147,7 +162,8 @@ class Lab:
 
     @property
     def nodes(self) -> list[NodeAddress]:
-        """Every node's address, masters first, in the order ``node_client(i)`` numbers them."""
+        """Every node's address in the order ``node_client(i)`` numbers them: the masters the lab
+        started with, their replicas, then any node ``add_node()`` added."""
         return self.backend.nodes
 
     def __repr__(self) -> str:
@@ -238,20 +254,366 @@ class Lab:
     def topology(self) -> Topology:
         """Which node owns which slots, read from the cluster (``CLUSTER NODES``)."""
         self._check_running()
-        first = self.nodes[0]
-        with redis.Redis(host=first.host, port=first.port, decode_responses=True) as r:
-            text = r.execute_command("CLUSTER", "NODES")
-        return parse_cluster_nodes(str(text), [n.node_id for n in self.nodes])
+        nodes = self.nodes
+        for i, node in enumerate(nodes):  # the first live node answers
+            if self.backend.is_down(i):
+                continue
+            with redis.Redis(host=node.host, port=node.port, decode_responses=True) as r:
+                text = r.execute_command("CLUSTER", "NODES")
+            return parse_cluster_nodes(str(text), [n.node_id for n in nodes])
+        raise RuntimeError("every node of this lab is down; start a new one")
 
     def reset(self) -> None:
         """Empty every node (FLUSHALL) and its script cache (SCRIPT FLUSH); the cluster stays."""
         self._check_running()
         topo = self.topology()
         for info in topo:
+            if self.backend.is_down(info.index):
+                continue
             with redis.Redis(host=info.host, port=info.port) as r:
                 if info.role == "master":
                     r.flushall()
                 r.script_flush()
+
+    # ---- slots on the move ----------------------------------------------------------------
+
+    def _check_index(self, what: str, index: object) -> int:
+        """``index`` as a node index of this lab, or a clear error."""
+        count = len(self.nodes)
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise TypeError(
+                f"{what} must be a node index, a whole number from 0 to {count - 1}, "
+                f"not {type(index).__name__} {index!r}"
+            )
+        if not 0 <= index < count:
+            raise IndexError(
+                f"{what} {index} is out of range: this lab has nodes 0 to {count - 1}"
+            )
+        if self.backend.is_down(index):
+            raise ValueError(f"{what} {index} is down (kill_node killed it); pick a live node")
+        return index
+
+    def _master_index(self, what: str, index: object, topo: Topology) -> int:
+        i = self._check_index(what, index)
+        info = topo.nodes[i]
+        if info.role != "master":
+            master = self._index_of(info.master_id or "")
+            raise ValueError(
+                f"{what} {i} is a replica (of node {master}); slots live on masters: "
+                f"pick one of {', '.join(str(m.index) for m in topo.masters if not m.failed)}"
+            )
+        return i
+
+    def slot_migration(
+        self, slot: int, to_node: int, batch: int = MIGRATE_PIPELINE
+    ) -> Iterator[MigrationStep]:
+        """Move ``slot`` to master ``to_node`` one step at a time, as ``redis-cli --cluster
+        reshard`` does; each ``next()`` does one step and returns it (see
+        :mod:`slotlab.migration` for the steps).
+
+        Between steps the lab is live: run commands and watch ``ASK`` and ``TRYAGAIN``. Finish
+        what you start (iterate to the end): a slot left half-moved keeps answering ``ASK``.
+        Arguments are checked at once, before any step.
+        """
+        self._check_running()
+        if isinstance(slot, bool) or not isinstance(slot, int):
+            raise TypeError(
+                f"slot must be a whole number from 0 to {SLOT_COUNT - 1}, "
+                f"not {type(slot).__name__} {slot!r}"
+            )
+        if not 0 <= slot < SLOT_COUNT:
+            raise ValueError(f"slot {slot} is out of range: slots are 0 to {SLOT_COUNT - 1}")
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ValueError(
+                f"batch (keys per MIGRATE) must be a whole number, 1 or more, not {batch!r}"
+            )
+        topo = self.topology()
+        target = self._master_index("to_node", to_node, topo)
+        source_info = topo.node_for_slot(slot)
+        source = source_info.index
+        if source == target:
+            raise ValueError(f"slot {slot} is already served by node {target}: nothing to move")
+        others = [
+            m.index for m in topo.masters if not m.failed and m.index not in (source, target)
+        ]
+        return self._migration_steps(slot, source, target, others, batch, None)
+
+    def _migration_steps(
+        self,
+        slot: int,
+        source: int,
+        target: int,
+        others: list[int],
+        batch: int,
+        conns: dict[int, redis.Redis] | None,
+    ) -> Iterator[MigrationStep]:
+        nodes = self.nodes
+        src_id, dst_id = nodes[source].node_id, nodes[target].node_id
+        dst = nodes[target]
+        own = conns is None
+        clients: dict[int, redis.Redis] = {} if conns is None else conns
+
+        def send(index: int, *args: str | int) -> Any:
+            client = clients.get(index)
+            if client is None:
+                node = nodes[index]
+                client = clients[index] = redis.Redis(host=node.host, port=node.port)
+            return client.execute_command(*args)
+
+        try:
+            yield from self._steps(slot, source, target, others, batch, send, src_id, dst_id, dst)
+        finally:
+            if own:
+                for c in clients.values():
+                    c.close()
+
+    @staticmethod
+    def _steps(
+        slot: int,
+        source: int,
+        target: int,
+        others: list[int],
+        batch: int,
+        send: Callable[..., Any],
+        src_id: str,
+        dst_id: str,
+        dst: NodeAddress,
+    ) -> Iterator[MigrationStep]:
+
+        def step(action: str, index: int, *args: str | int) -> MigrationStep:
+            send(index, *args)
+            return MigrationStep(action, slot, index, tuple(str(a) for a in args))
+
+        yield step("importing", target, "CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+        yield step("migrating", source, "CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+        while True:
+            keys = send(source, "CLUSTER", "GETKEYSINSLOT", slot, batch)
+            if not keys:
+                break
+            head = ("MIGRATE", dst.host, str(dst.port), "", "0", str(MIGRATE_TIMEOUT_MS))
+            send(source, *head, "KEYS", *keys)
+            names = tuple(k.decode("utf-8", "backslashreplace") for k in keys)
+            yield MigrationStep("migrate", slot, source, (*head, "KEYS", *names), names)
+        # The target first, so that the slot always has an owner that knows it (redis/redis
+        # #7116); the source may have become a replica by then (#9223): redis-cli accepts that.
+        yield step("node", target, "CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+        try:
+            yield step("node", source, "CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+        except redis.ResponseError as exc:
+            if "Please use SETSLOT only with masters" not in str(exc):
+                raise
+        for index in others:
+            yield step("node", index, "CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+
+    def migrate_slot(
+        self,
+        slot: int,
+        to_node: int,
+        batch: int = MIGRATE_PIPELINE,
+        pause: Callable[[MigrationStep], object] | None = None,
+    ) -> Migration:
+        """Move ``slot`` (and its keys) to master ``to_node``, as ``redis-cli --cluster reshard``
+        does, ``batch`` keys per MIGRATE; ``pause(step)`` is called after every step.
+
+        ``pause`` is where a lesson looks at the half-moved slot, or slows the move down while
+        another thread writes. :meth:`slot_migration` gives the same steps one at a time.
+        """
+        if pause is not None and not callable(pause):
+            raise TypeError(f"pause must be a function of one step, or None, not {pause!r}")
+        done: list[MigrationStep] = []
+        for step in self.slot_migration(slot, to_node, batch):
+            done.append(step)
+            if pause is not None:
+                pause(step)
+        source = next(s.node for s in done if s.action == "migrating")
+        moved = sum(len(s.keys) for s in done)
+        return Migration(slot, source, to_node, moved, tuple(done))
+
+    def add_node(self) -> int:
+        """Start one more node, an empty master that serves no slot yet; return its index.
+
+        ``rebalance()`` then gives it its share of the slots.
+        """
+        self._check_running()
+        self.backend.add_node()
+        return len(self.nodes) - 1
+
+    def rebalance(
+        self, weights: dict[int, float] | None = None, threshold: float = 2.0
+    ) -> list[tuple[int, int, int]]:
+        """Share the slots among the live masters, empty ones included, in proportion to their
+        ``weights`` (1 for a master not named), as ``redis-cli --cluster rebalance
+        --cluster-use-empty-masters [--cluster-weight <node>=<w>]`` does
+        (``clusterManagerCommandRebalance``): nothing moves while every master is within
+        ``threshold`` percent of its share.
+
+        A small weight for a new node makes a small reshard: ``rebalance({3: 0.05})`` gives
+        node 3 about 5% of an even share. Returns ``(source, target, slots moved)`` for each pair
+        of nodes, in the order moved; every slot moves with its keys, as in :meth:`migrate_slot`.
+        """
+        self._check_running()
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or threshold < 0:
+            raise ValueError(f"threshold must be a percentage, 0 or more, not {threshold!r}")
+        topo = self.topology()
+        masters = [m for m in topo.masters if not m.failed]
+        if not masters:
+            raise RuntimeError("no live master to rebalance")
+        weight = {m.index: 1.0 for m in masters}
+        for index, w in (weights or {}).items():
+            i = self._master_index("a node in weights", index, topo)
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
+                raise ValueError(f"the weight of node {i} must be a number, 0 or more, not {w!r}")
+            weight[i] = float(w)
+        total_weight = sum(weight.values())
+        if total_weight <= 0:
+            raise ValueError("at least one master needs a weight above 0")
+        balance: dict[int, int] = {}
+        over = False
+        for m in masters:
+            expected = int(SLOT_COUNT / total_weight * weight[m.index])
+            balance[m.index] = m.slot_count - expected
+            if m.slot_count:
+                over |= abs(100 - 100.0 * expected / m.slot_count) > threshold
+            elif expected > 1:
+                over = True
+        if not over:
+            return []
+        total = sum(balance.values())
+        while total > 0:  # rounding: every slot given must be taken
+            for m in masters:
+                if balance[m.index] <= 0 and total > 0:
+                    balance[m.index] -= 1
+                    total -= 1
+        order = sorted(balance, key=lambda i: balance[i])  # takers first, givers last
+        slots_of = {m.index: [s for lo, hi in m.slots for s in range(lo, hi + 1)] for m in masters}
+        moves: list[tuple[int, int, int]] = []
+        conns: dict[int, redis.Redis] = {}
+        try:
+            self._rebalance_moves(order, balance, slots_of, masters, moves, conns)
+        finally:
+            for c in conns.values():
+                c.close()
+        return moves
+
+    def _rebalance_moves(
+        self,
+        order: list[int],
+        balance: dict[int, int],
+        slots_of: dict[int, list[int]],
+        masters: list[NodeInfo],
+        moves: list[tuple[int, int, int]],
+        conns: dict[int, redis.Redis],
+    ) -> None:
+        """Move slots from the last of ``order`` (givers) to the first (takers), as redis-cli."""
+        dst_i, src_i = 0, len(order) - 1
+        while dst_i < src_i:
+            dst, src = order[dst_i], order[src_i]
+            count = min(abs(balance[dst]), abs(balance[src]))
+            if count > 0:
+                others = [m.index for m in masters if m.index not in (src, dst)]
+                for slot in slots_of[src][:count]:
+                    for _step in self._migration_steps(
+                        slot, src, dst, others, MIGRATE_PIPELINE, conns
+                    ):
+                        pass
+                slots_of[src] = slots_of[src][count:]
+                moves.append((src, dst, count))
+            balance[dst] += count
+            balance[src] -= count
+            if balance[dst] == 0:
+                dst_i += 1
+            if balance[src] == 0:
+                src_i -= 1
+
+    # ---- failover (real backend) ------------------------------------------------------------
+
+    def failover(self, master: int, timeout: float = 30.0) -> Recovery:
+        """Fail master ``master`` over to its replica with ``CLUSTER FAILOVER`` (a planned,
+        manual failover: the replica catches up first, so no acknowledged write is lost).
+
+        Returns how long until every live node said ``cluster_state:ok`` and agreed the replica
+        serves the slots. Needs replicas (``start_lab(replicas=1)``) and the real backend: the
+        emulated one raises ``NotModelled``.
+        """
+        self._check_running()
+        topo = self.topology()
+        i = self._master_index("master", master, topo)
+        replica = self._replica_of(topo, i)
+        old = topo.nodes[i]
+        start = time.monotonic()
+        self.backend.failover(replica)
+        return self._await_takeover("planned", i, replica, old.slots, start, timeout)
+
+    def kill_node(self, index: int, timeout: float = 30.0) -> Recovery:
+        """Kill master ``index`` at once (SIGKILL, an unplanned failure) and wait for its replica
+        to be elected in its place.
+
+        Returns how long until every live node said ``cluster_state:ok`` again with the replica
+        serving the slots: the failure must first be noticed (``cluster-node-timeout``, 2 s in
+        this lab), then the replicas elect one. Needs replicas and the real backend.
+        """
+        self._check_running()
+        topo = self.topology()
+        i = self._master_index("index", index, topo)
+        replica = self._replica_of(topo, i)
+        old = topo.nodes[i]
+        start = time.monotonic()
+        self.backend.kill_node(i)
+        return self._await_takeover("unplanned", i, replica, old.slots, start, timeout)
+
+    def _replica_of(self, topo: Topology, master: int) -> int:
+        master_id = topo.nodes[master].node_id
+        for n in topo.nodes:
+            if n.master_id == master_id and not n.failed and not self.backend.is_down(n.index):
+                return n.index
+        if self.backend.name != "real":
+            self.backend.failover(-1)  # raises NotModelled, naming the real backend
+        raise ValueError(
+            f"node {master} has no live replica to take over: start the lab with replicas, "
+            "e.g. slotlab.start_lab(masters=3, replicas=1)"
+        )
+
+    def _await_takeover(
+        self,
+        kind: str,
+        old: int,
+        new: int,
+        slots: tuple[tuple[int, int], ...],
+        start: float,
+        timeout: float,
+    ) -> Recovery:
+        nodes = self.nodes
+        new_id = nodes[new].node_id
+        probe = slots[0][0] if slots else None
+        live = [n for i, n in enumerate(nodes) if not self.backend.is_down(i)]
+        while True:
+            ok = True
+            for node in live:
+                try:
+                    with redis.Redis(
+                        host=node.host, port=node.port, decode_responses=True,
+                        socket_timeout=1, socket_connect_timeout=1,
+                    ) as r:  # fmt: skip
+                        info = str(r.execute_command("CLUSTER", "INFO"))
+                        if "cluster_state:ok" not in info:
+                            ok = False
+                            break
+                        if probe is not None:
+                            view = parse_cluster_nodes(str(r.execute_command("CLUSTER", "NODES")))
+                            if view.node_for_slot(probe).node_id != new_id:
+                                ok = False
+                                break
+                except (redis.RedisError, LookupError):
+                    ok = False
+                    break
+            if ok:
+                return Recovery(kind, old, new, slots, time.monotonic() - start)
+            if time.monotonic() - start > timeout:
+                raise TimeoutError(
+                    f"the cluster was not ok with node {new} serving node {old}'s slots within "
+                    f"{timeout:.0f} s"
+                )
+            time.sleep(0.01)
 
     def stop(self) -> None:
         """Stop the cluster and close every client this lab handed out. Safe to call twice."""

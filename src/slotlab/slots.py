@@ -127,7 +127,7 @@ def key_slot(key: Key) -> int:
     ``key_slot("foo") == 12182``; ``key_slot("{user1000}.following") == key_slot("user1000")``.
     A str key is encoded as UTF-8. Anything other than str or bytes-like raises TypeError.
     """
-    data = _key_bytes(key, "key_slot")
+    data = key if type(key) is bytes else _key_bytes(key, "key_slot")
     bounds = _tag_bounds(data)
     if bounds is not None:
         data = data[bounds[0] : bounds[1]]

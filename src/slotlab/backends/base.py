@@ -44,6 +44,22 @@ def split_slots(masters: int, slot_count: int = 16384) -> list[tuple[int, int]]:
     return ranges
 
 
+class NotModelled(NotImplementedError):
+    """The emulated backend cannot show this faithfully; the real backend can.
+
+    The message names what is missing and how to start a real lab.
+    """
+
+
+def not_modelled(what: str, why: str) -> NotModelled:
+    """The error for a part of Redis Cluster the emulator does not model (docs/emulated.md)."""
+    return NotModelled(
+        f"{what} needs the real backend: the emulated backend {why}. Start a lab on real "
+        "redis-server processes with slotlab.start_lab(..., backend='real') (or "
+        "SLOTLAB_BACKEND=real); docs/emulated.md lists what the emulator cannot model."
+    )
+
+
 class Backend(abc.ABC):
     """A source of cluster nodes. Masters come first in ``nodes``, then replicas."""
 
@@ -73,3 +89,29 @@ class Backend(abc.ABC):
     def describe(self) -> str:
         """One line for the learner: which backend, and what it runs."""
         return self.name
+
+    # ---- changing the cluster while it runs -----------------------------------------------
+
+    def add_node(self) -> NodeAddress:
+        """Start one more node, an empty master, and have the cluster know it (CLUSTER MEET)."""
+        raise NotImplementedError(f"the {self.name} backend cannot add a node")
+
+    def failover(self, replica: int) -> None:
+        """Send ``CLUSTER FAILOVER`` to node ``replica`` (a replica), as an operator does."""
+        raise not_modelled(
+            "a failover",
+            "has no cluster bus, so no failure reports, no replica election and no gossip: any "
+            "failover time it printed would be made up",
+        )
+
+    def kill_node(self, index: int) -> None:
+        """Kill node ``index`` at once (SIGKILL), as a crash would: no goodbye to the cluster."""
+        raise not_modelled(
+            "killing a node",
+            "has no cluster bus, so no node can notice another one is gone and no replica can "
+            "be elected in its place",
+        )
+
+    def is_down(self, index: int) -> bool:
+        """True for a node this backend killed."""
+        return False

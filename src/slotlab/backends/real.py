@@ -44,6 +44,11 @@ or SLOTLAB_BACKEND=emulated."""
 class RedisServerNotFound(RuntimeError):
     """No usable redis-server (7.0 or newer) was found for the real backend."""
 
+    def _render_traceback_(self) -> list[str]:
+        """What Jupyter shows for this error: the message alone, which names how to get a
+        server, instead of a wall of frames from inside slotlab that would bury it."""
+        return f"{type(self).__name__}: {self}".splitlines()
+
 
 class LabStartError(RuntimeError):
     """The cluster could not be started or formed; the message says what the nodes reported."""
@@ -217,6 +222,7 @@ class RealBackend(Backend):
         self.workdir = tempfile.mkdtemp(prefix="slotlab-")
         self._servers: list[_Server] = []  # ready nodes, masters first
         self._spawned: list[_Server] = []  # every process started, for stop()
+        self._killed: set[int] = set()  # indices into _servers of nodes kill_node() killed
         self._stopped = False
         self._reaper = _Reaper(self.workdir)
         try:
@@ -445,7 +451,89 @@ class RealBackend(Backend):
         raise LabStartError("other programs kept taking the free ports; tried 20 times")
 
     def alive(self) -> bool:
-        return not self._stopped and all(s.proc.poll() is None for s in self._servers)
+        return not self._stopped and all(
+            s.proc.poll() is None for i, s in enumerate(self._servers) if i not in self._killed
+        )
+
+    # ---- changing the cluster while it runs -----------------------------------------------
+
+    def add_node(self) -> NodeAddress:
+        """Start an empty master, MEET it to every live node, and wait until all know it."""
+        if self._stopped:
+            raise RuntimeError("this backend was stopped")
+        taken = {s.port for s in self._spawned} | {s.cluster_port for s in self._spawned}
+        for _attempt in range(20):
+            srv = self._spawn(taken)
+            state = self._wait_ready(srv, time.monotonic() + STARTUP_TIMEOUT)
+            if state == "ready":
+                break
+            self._kill(srv)
+            if state != "port-taken":
+                raise LabStartError(
+                    f"a new redis-server on port {srv.port} did not start. "
+                    f"Its log ends:\n{srv.log_tail()}"
+                )
+        else:
+            raise LabStartError("other programs kept taking the free ports; tried 20 times")
+        live = [s for i, s in enumerate(self._servers) if i not in self._killed]
+        with self._client(srv) as c:
+            for other in live:
+                c.execute_command("CLUSTER", "MEET", "127.0.0.1", other.port, other.cluster_port)
+        self._servers.append(srv)
+        self.masters += 1
+        self._wait_known(srv, live + [srv])
+        return NodeAddress("127.0.0.1", srv.port, srv.node_id, srv.proc.pid)
+
+    def _wait_known(self, new: _Server, live: list[_Server]) -> None:
+        """Wait until every live node lists every live node, ``new`` included, as connected,
+        and all report ``cluster_state:ok`` with the same slot map (the new node learns it by
+        gossip, and answers CLUSTERDOWN until it has)."""
+        deadline = time.monotonic() + FORM_TIMEOUT
+        ids = {s.node_id for s in live}
+        while True:
+            pending = ""
+            views: set[str] = set()
+            for srv in live:
+                with self._client(srv) as c:
+                    lines = str(c.execute_command("CLUSTER", "NODES")).strip().splitlines()
+                    info = str(c.execute_command("CLUSTER", "INFO"))
+                    views.add(repr(sorted(repr(s[:3]) for s in c.execute_command(
+                        "CLUSTER", "SLOTS"))))
+                if "cluster_state:ok" not in info:
+                    pending = f"node {srv.port} does not yet report cluster_state:ok"
+                    break
+                ok = {
+                    p[0]
+                    for p in (line.split() for line in lines)
+                    if "handshake" not in p[2] and "noaddr" not in p[2] and p[7] == "connected"
+                }
+                if not ids <= ok:
+                    pending = f"node {srv.port} does not yet know node {new.port}"
+                    break
+            if not pending and len(views) != 1:
+                pending = "the nodes do not yet agree on CLUSTER SLOTS"
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise LabStartError(f"the new node did not join within {FORM_TIMEOUT:.0f} s: "
+                                    f"{pending}")
+            time.sleep(0.01)
+
+    def failover(self, replica: int) -> None:
+        """``CLUSTER FAILOVER`` on node ``replica``: it takes over from its master, no data lost."""
+        with self._client(self._servers[replica]) as c:
+            c.execute_command("CLUSTER", "FAILOVER")
+
+    def kill_node(self, index: int) -> None:
+        """SIGKILL node ``index``: it stops at once, as in a crash; the others must notice."""
+        srv = self._servers[index]
+        self._killed.add(index)
+        if srv.proc.poll() is None:
+            srv.proc.kill()
+            srv.proc.wait(timeout=5)
+
+    def is_down(self, index: int) -> bool:
+        return index in self._killed
 
     def pids(self) -> list[int]:
         """The process IDs of the servers this backend started."""
