@@ -1,4 +1,4 @@
-"""The exercises and self-tests of lessons 01-04, each judged against the learner's own lab.
+"""The exercises and self-tests of lessons 01-05, each judged against the learner's own lab.
 
 Every judge asks the lab for what it expects (``CLUSTER KEYSLOT``, the topology, the proxy's
 reply), returns why a right answer is right, and raises :class:`~slotlab.exercises.Wrong` naming
@@ -409,7 +409,7 @@ QUIZZES["04"] = {
 }
 
 
-# ---- lesson 05 (judges ready; the lesson's cells are added when lesson 05 settles) -------
+# ---- lesson 05 ----------------------------------------------------------------------------
 
 GROUP_10 = ("g1", "u1", [f"u{i}" for i in range(2, 12)])
 
