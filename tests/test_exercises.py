@@ -17,7 +17,7 @@ import redis
 from redis.exceptions import RedisClusterException
 
 import slotlab
-from slotlab import exercises, openim
+from slotlab import batching, exercises, openim
 from slotlab.exercises import (
     EXERCISES,
     QUIZZES,
@@ -81,8 +81,6 @@ def test_every_registered_exercise_is_in_a_lesson() -> None:
 
 
 def test_lesson_05_judges(lab: Lab) -> None:
-    from slotlab import batching
-
     # Which strategies work behind the proxy, measured here as lesson 05's table does.
     keys = openim.create_group_keys("g1", "u1", ["u2"])
     rc, proxy = lab.cluster_client(), lab.proxy_client("alibaba")
@@ -142,9 +140,11 @@ def test_generation_cuts_solutions_and_relinks() -> None:
 
 def _namespace(lab: Lab) -> dict[str, Any]:
     """What the lessons' answer cells use, as the lessons define it."""
-    return {"lab": lab, "rc": lab.cluster_client(), "topology": lab.topology(),
-            "slotlab": slotlab, "redis": redis, "RedisClusterException": RedisClusterException,
-            "openim": openim, "proxy": lab.proxy_client("alibaba")}
+    rc, proxy = lab.cluster_client(), lab.proxy_client("alibaba")
+    return {"lab": lab, "rc": rc, "topology": lab.topology(), "slotlab": slotlab,
+            "redis": redis, "RedisClusterException": RedisClusterException, "openim": openim,
+            "batching": batching, "proxy": proxy,
+            "settings": {"native cluster": rc, "alibaba proxy": proxy}}
 
 
 ANSWERS = [(lesson.name, *answer) for lesson in LESSONS for answer in _answer_cells(lesson)]
