@@ -254,25 +254,101 @@ def test_every_strategy_is_counted_in_the_window(mlab: Lab) -> None:
     finally:
         for _step in steps:
             pass
-    assert runs["per_key"].tally.errors == {"ASK": 10}
-    assert runs["per_key"].missed == 0
+    moved = 10  # the first MIGRATE batch
+    for name in ("per_key", batching.RECOMMENDED["cluster"]):
+        # Single-key calls: each moved key's call meets ASK in slotlab's pipeline, in redis-py's
+        # pipeline, and once more sent alone, when redis-py follows it with ASKING.
+        assert runs[name].tally.errors == {"ASK": 3 * moved}
+        assert (runs[name].raised, runs[name].missed) == ("", 0)
+    in_slot = sum(slotlab.key_slot(k) == slot for k in keys)
+    ttl = redis.cluster.RedisCluster.RedisClusterRequestTTL
+    for name in ("by_server_slot", "by_client_slot", "proxy_safe"):
+        # One EVAL for the slot's split keys: TRYAGAIN in both pipelines, then redis-py's 16.
+        assert runs[name].tally.errors["TRYAGAIN"] == 2 + ttl
+        assert runs[name].raised == "ClusterError"
+        assert runs[name].missed >= in_slot
     for name in ("by_client_slot", "proxy_safe"):
-        assert runs[name].tally.errors["TRYAGAIN"] > 0
-        assert runs[name].raised
-        in_slot = sum(slotlab.key_slot(k) == slot for k in keys)
         assert runs[name].missed == in_slot  # every other slot's keys were tagged
 
 
-def test_retrying_strategy_misses_no_key_while_a_slot_moves(mlab: Lab) -> None:
-    """The recommended strategy with a retry, run again and again while a migration runs in
-    another thread: every run tags every key."""
+def _held_window(lab: Lab, slot: int) -> Iterator[Any]:
+    """The slot's migration, stopped after its first MIGRATE batch: its keys split in two."""
+    steps = lab.slot_migration(slot, _other_master(lab, slot), batch=10)
+    for _ in range(3):
+        next(steps)
+    return steps
+
+
+@pytest.mark.parametrize("name", ["by_client_slot", "proxy_safe", "by_server_slot"])
+def test_retrying_grouping_strategy_meets_tryagain_and_misses_no_key(mlab: Lab, name: str) -> None:
+    """A strategy that sends one script for the slot's keys fails in the window (lesson 6's
+    table); wrapped in a retry it tries again once the slot has moved and tags every key."""
     mlab.reset()
     keys, slot = _group_keys()
     reader = mlab.cluster_client()
     fill_cache(reader, keys)
-    recommended = batching.STRATEGIES[batching.RECOMMENDED["cluster"]]
+    target = _other_master(mlab, slot)
+    steps = _held_window(mlab, slot)
+
+    def finish_migration(seconds: float) -> None:
+        time.sleep(seconds)
+        for _step in steps:
+            pass
+
     log = RetryLog()
-    retrying = with_retry(recommended, attempts=10, backoff=0.02, log=log)
+    retrying = with_retry(batching.STRATEGIES[name], sleep=finish_migration, log=log)
+    try:
+        run = run_counted(name, retrying, mlab.cluster_client(), keys, reader)
+    finally:
+        finish_migration(0)
+    assert run.tally.errors["TRYAGAIN"] > 0
+    assert log.errors and log.errors[0].startswith("ClusterError")  # redis-py gave up: TTL
+    assert log.attempts == 2
+    assert (run.raised, run.missed) == ("", 0)
+    assert mlab.topology().node_for_slot(slot).index == target  # the retry's wait ended it
+
+
+@pytest.mark.parametrize("retry", [False, True], ids=["alone", "with_retry"])
+def test_recommended_strategy_misses_no_key_in_the_window(mlab: Lab, retry: bool) -> None:
+    """The recommended strategy sends single-key calls only: in the window it meets ASK, which
+    redis-py follows, raises nothing and misses no key, with or without a retry."""
+    mlab.reset()
+    keys, slot = _group_keys()
+    reader = mlab.cluster_client()
+    fill_cache(reader, keys)
+    name = batching.RECOMMENDED["cluster"]
+    log = RetryLog()
+    strategy = batching.STRATEGIES[name]
+    if retry:
+        strategy = with_retry(strategy, sleep=lambda _s: pytest.fail("no try should fail"), log=log)
+    steps = _held_window(mlab, slot)
+    try:
+        run = run_counted(name, strategy, mlab.cluster_client(), keys, reader)
+    finally:
+        for _step in steps:
+            pass
+    assert run.tally.errors["ASK"] > 0 and set(run.tally.errors) == {"ASK"}
+    assert (run.raised, run.missed) == ("", 0)
+    assert log.attempts == (1 if retry else 0) and log.errors == []
+
+
+@pytest.mark.parametrize(
+    ("name", "retry"),
+    [(batching.RECOMMENDED["cluster"], False), (batching.RECOMMENDED["cluster"], True),
+     ("by_client_slot", True)],
+    ids=["recommended", "recommended_with_retry", "by_client_slot_with_retry"],
+)  # fmt: skip
+def test_strategy_misses_no_key_while_a_slot_moves(mlab: Lab, name: str, retry: bool) -> None:
+    """The strategy run again and again while a migration runs in another thread: every run
+    tags every key."""
+    mlab.reset()
+    keys, slot = _group_keys()
+    reader = mlab.cluster_client()
+    fill_cache(reader, keys)
+    log = RetryLog()
+    strategy = batching.STRATEGIES[name]
+    if retry:
+        strategy = with_retry(strategy, attempts=10, backoff=0.02, log=log)
     client = mlab.cluster_client()
     done = threading.Event()
     failure: list[BaseException] = []
@@ -292,7 +368,7 @@ def test_retrying_strategy_misses_no_key_while_a_slot_moves(mlab: Lab) -> None:
     try:
         while not done.is_set() or runs < 3:
             fill_cache(reader, keys)
-            retrying(client, keys)
+            strategy(client, keys)
             runs += 1
             missed = [k for k in keys if not openim.tagged_as_deleted(reader, k)]
             assert missed == []

@@ -333,7 +333,7 @@ class WindowRun:
         return sum(self.tally.errors.values())
 
     HEADER = (
-        f"{'strategy':<24}{'error replies':<30}{'retries':>7}  {'raised to the app':<23}"
+        f"{'strategy':<27}{'error replies':<30}{'retries':>7}  {'raised to the app':<23}"
         "keys missed"
     )
     """The column titles for :meth:`row`."""
@@ -343,7 +343,7 @@ class WindowRun:
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.tally.errors.items()))
         replies = f"{self.error_replies} ({kinds})" if kinds else "0"
         return (
-            f"{self.strategy:<24}{replies:<30}{self.tally.retries:>7}  {self.raised or '-':<23}"
+            f"{self.strategy:<27}{replies:<30}{self.tally.retries:>7}  {self.raised or '-':<23}"
             f"{self.missed} of {self.keys}"
         )
 
