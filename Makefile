@@ -2,6 +2,7 @@
 #   make lab     open the course in JupyterLab (pass flags with ARGS="--no-browser --port 8899")
 #   make test    every test: lint, types, unit and fidelity tests, strict nbval per backend
 #   make notebooks   re-execute every notebook and store its outputs (after changing one)
+#   make exercises   regenerate notebooks/exercises/ from the lessons, executed on a real cluster
 #   make bench   run the benchmarks; each prints ratios against a baseline from the same run
 #   make test-lowest   the unit and fidelity tests once more, at the lowest declared versions
 
@@ -12,7 +13,7 @@ ARGS ?=
 comma := ,
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
-.PHONY: lab test test-lowest lint unit nbval notebooks bench clean
+.PHONY: lab test test-lowest lint unit nbval notebooks exercises bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +70,14 @@ notebooks: $(VENV)/.test
 	SLOTLAB_BACKEND=real $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.record_timing=False --ExecutePreprocessor.timeout=300 \
 		notebooks/*.ipynb
+
+# The exercise notebooks are the lessons with the solutions cut out (slotlab.exercises), executed
+# like the lessons so that strict nbval compares the stubs' "no answer yet" outputs.
+exercises: $(VENV)/.test
+	$(BIN)/python -m slotlab.exercises build
+	SLOTLAB_BACKEND=real $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.record_timing=False --ExecutePreprocessor.timeout=300 \
+		notebooks/exercises/*.ipynb
 
 bench: $(VENV)/.test
 	@set -e; for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b; done
