@@ -128,9 +128,10 @@ class NodeConn(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         _nodelay(transport)
         self.proxy._down.pop(self.addr, None)
-        if self.proto == 3:
+        hello = self.proxy._hello(self.proto)
+        if hello:
             self.pending.appendleft(_ignore)
-            self.out.insert(0, _HELLO3)
+            self.out.insert(0, hello)
         if self.out:
             self.transport.write(b"".join(self.out))
             self.out.clear()
@@ -259,7 +260,8 @@ class Session(asyncio.Protocol):
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
         self.rules = proxy._rules
-        self.state = SessionState(id=proxy._next_id(), version=proxy.server_version)
+        self.state = SessionState(id=proxy._next_id(), version=proxy.server_version,
+                                  authenticated=proxy.password is None)  # fmt: skip
         self.transport: asyncio.Transport | None = None
         self.reader = RequestReader()
         self.queue: deque[_Reply] = deque()
@@ -314,7 +316,10 @@ class Session(asyncio.Protocol):
             self.proxy.stats["commands"] += 1
             first = len(self.queue)
             try:
-                self.carry_out(self.rules.decide(argv, self.state, self.proxy), argv, raw)
+                decision = self.rules.admit(argv, self.state)
+                if decision is None:
+                    decision = self.rules.decide(argv, self.state, self.proxy)
+                self.carry_out(decision, argv, raw)
             except Exception as exc:  # noqa: BLE001 - a bug must not stall this client
                 self.internal_error(exc, first)
 
@@ -595,15 +600,20 @@ class Proxy:
     at a port the OS picks unless you give one. ``event_loop`` is ``"auto"`` (uvloop when it is
     installed, else asyncio's own loop), ``"asyncio"`` or ``"uvloop"``; ``loop_kind`` says which
     one runs. ``read_timeout``: seconds a node may take to answer a non-blocking command.
+    ``password``: clients must AUTH with it (``NOAUTH`` until then, as a server with
+    ``requirepass``), and the proxy AUTHs to the nodes with it (a lab's ``lab.password``).
     """
 
     def __init__(self, nodes: Iterable[Any], personality: str = "alibaba",
                  script_check_enable: bool = True, host: str = "127.0.0.1", port: int = 0,
-                 event_loop: str = "auto", read_timeout: float = READ_TIMEOUT) -> None:  # fmt: skip
+                 event_loop: str = "auto", read_timeout: float = READ_TIMEOUT,
+                 password: str | None = None) -> None:  # fmt: skip
         if event_loop not in EVENT_LOOPS:
             choices = ", ".join(EVENT_LOOPS)
             raise ValueError(f"unknown event_loop {event_loop!r}: choose one of {choices}")
-        self._rules = rules_for(personality, bool(script_check_enable))
+        #: Clients AUTH with it, and the proxy AUTHs to the nodes with it (None: no password).
+        self.password = password
+        self._rules = rules_for(personality, bool(script_check_enable), password)
         self.event_loop = event_loop
         #: The loop that runs the proxy, once started: "uvloop" or "asyncio".
         self.loop_kind = ""
@@ -750,13 +760,19 @@ class Proxy:
             try:
                 reader, writer = await asyncio.wait_for(asyncio.open_connection(*addr), 2)
                 try:
-                    writer.write(_pack(args))
+                    hello = self._hello(2)
+                    writer.write(hello + _pack(args))
                     parser = hiredis.Reader()
-                    while (reply := parser.gets()) is False:
-                        data = await asyncio.wait_for(reader.read(1 << 16), 5)
-                        if not data:
-                            raise ConnectionError("the node closed the connection")
-                        parser.feed(data)
+                    replies: list[Any] = []
+                    while len(replies) < 1 + bool(hello):
+                        while (reply := parser.gets()) is False:
+                            data = await asyncio.wait_for(reader.read(1 << 16), 5)
+                            if not data:
+                                raise ConnectionError("the node closed the connection")
+                            parser.feed(data)
+                        replies.append(reply)
+                    if hello and isinstance(replies[0], hiredis.ReplyError):
+                        raise redis.ResponseError(f"AUTH: {replies[0]}")
                 finally:
                     writer.close()
                 if isinstance(reply, hiredis.ReplyError):
@@ -845,6 +861,15 @@ class Proxy:
         else:
             idle.append(conn)
 
+    def _hello(self, proto: int) -> bytes:
+        """What a new node connection sends first: HELLO 3 for a RESP3 client, AUTH with the
+        password when there is one (the nodes ask for the same password as the proxy)."""
+        pw = self.password
+        if proto == 3:
+            return _HELLO3 if pw is None else _pack([b"HELLO", b"3", b"AUTH", b"default",
+                                                     pw.encode()])  # fmt: skip
+        return b"" if pw is None else _pack([b"AUTH", pw.encode()])
+
     def _mark_down(self, addr: Addr, why: str) -> None:
         self._down[addr] = (time.monotonic() + DOWN_BACKOFF, why)
 
@@ -861,6 +886,7 @@ class ProxyClient(redis.Redis):
 
     def __init__(self, proxy: Proxy, **kwargs: Any) -> None:
         self.proxy = proxy
+        kwargs.setdefault("password", proxy.password)
         super().__init__(host=proxy.host, port=proxy.port, **kwargs)
 
     def close(self) -> None:
