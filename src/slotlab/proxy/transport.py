@@ -46,6 +46,14 @@ EVENT_LOOPS: Final = ("auto", "asyncio", "uvloop")
 
 MAX_REDIRECTS: Final = 5  # MOVED/ASK hops per command before the redirect reaches the client
 MAX_INFLIGHT: Final = 4096  # replies a client may have outstanding before we stop parsing
+#: Bytes of replies one client may have waiting (made but not yet read by it). Past this the
+#: proxy stops reading that client's commands until it reads: a client that pipelines many GETs
+#: of a large value and never reads is paused, and the proxy and the nodes stay bounded.
+CLIENT_BUFFER_BYTES: Final = 16 * 1024 * 1024
+#: Commands a client may have in flight before the proxy has seen how large its replies are;
+#: the window then grows by one per reply, and falls back here when a reply much larger than
+#: the ones before arrives (a reply's size is known only once it comes back).
+FIRST_WINDOW: Final = 16
 CONNECT_TIMEOUT: Final = 2.0  # seconds to connect to a node
 READ_TIMEOUT: Final = 30.0  # seconds a node may take to answer (blocking commands excepted)
 DOWN_BACKOFF: Final = 0.1  # after a failed connect, fail fast for this long before retrying
@@ -250,6 +258,7 @@ class _Reply:
 
     def __call__(self, data: bytes) -> None:
         self.data = data
+        self.session._filled(len(data))
         self.session._mark()
 
 
@@ -272,10 +281,17 @@ class Session(asyncio.Protocol):
         self.closing = False  # close once every reply so far is written (QUIT, bad RESP)
         self.stalled = False
         self.dirty = False
+        self.held = 0  # bytes of replies in ``queue`` that are made but not yet written
+        self.made = 0  # how many replies in ``queue`` are made
+        self.reply_size = 0  # how large this client's replies are lately (a decaying maximum)
+        self.window = FIRST_WINDOW  # commands it may have in flight, by what replies showed
+        self.paused = False  # stalled because its unread replies reached CLIENT_BUFFER_BYTES
 
     # -- asyncio --
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        # Tell us (resume_writing) when the client has read most of what waits for it.
+        self.transport.set_write_buffer_limits(high=CLIENT_BUFFER_BYTES // 2)
         _nodelay(transport)
         self.proxy._sessions.add(self)
         self.proxy.stats["connections"] += 1
@@ -286,10 +302,19 @@ class Session(asyncio.Protocol):
         self.reader.feed(data)
         self.pump()
 
+    def pause_writing(self) -> None:
+        """The client is not reading: ``_room`` stops reading its commands."""
+
+    def resume_writing(self) -> None:
+        """The client read its replies: read its commands again."""
+        if self.stalled and not self.closed:
+            self._mark()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.proxy._sessions.discard(self)
         self.queue.clear()
+        self.held = self.made = 0
         for conn in self.conns.values():
             self.proxy._release(conn)
         self.conns.clear()
@@ -299,8 +324,8 @@ class Session(asyncio.Protocol):
         """Parse and carry out the commands received so far, in order."""
         reader = self.reader
         while not self.closing and not self.closed:
-            if len(self.queue) >= MAX_INFLIGHT:
-                self.stalled = True
+            if not self._room():
+                self._stall()
                 break
             try:
                 got = reader.get_request()
@@ -392,6 +417,50 @@ class Session(asyncio.Protocol):
                 self.local(error)
         return error
 
+    # -- the bound on a client's replies, in bytes --
+    def _room(self) -> bool:
+        """True when this client may send one more command: fewer than MAX_INFLIGHT replies
+        waiting, fewer in flight than its window, and the bytes of replies made but not read
+        (here and in the socket's buffer), plus the ones in flight at the recent reply size,
+        under CLIENT_BUFFER_BYTES."""
+        queued = len(self.queue)
+        if queued >= MAX_INFLIGHT:
+            return False
+        in_flight = queued - self.made
+        if in_flight >= self.window:
+            return False
+        unread = self.held + (self.transport.get_write_buffer_size() if self.transport else 0)
+        return unread + in_flight * self.reply_size < CLIENT_BUFFER_BYTES
+
+    def _filled(self, size: int) -> None:
+        """One more reply is made: account for its bytes, learn the client's reply size."""
+        self.held += size
+        self.made += 1
+        if size > 4 * self.reply_size and size > 65536:
+            self.window = FIRST_WINDOW  # much larger replies than before: start small again
+        elif self.window < MAX_INFLIGHT:
+            self.window += 1
+        self.reply_size = max(size, self.reply_size - (self.reply_size >> 4))
+
+    def _stall(self) -> None:
+        """Stop reading this client's commands (and its socket) until ``_room`` says so."""
+        if not self.stalled:
+            self.stalled = True
+            if self.transport is not None:
+                self.transport.pause_reading()
+        self._note_pause()
+
+    def _note_pause(self) -> None:
+        """Count and log, once per pause, a client stopped because it does not read."""
+        if self.paused or self.transport is None:
+            return
+        unread = self.held + self.transport.get_write_buffer_size()
+        if unread >= CLIENT_BUFFER_BYTES:
+            self.paused = True
+            self.proxy.stats["clients_paused"] += 1
+            _log.warning(errors.PROXY_CLIENT_PAUSED.format(
+                client=self.state.id, size=unread, limit=CLIENT_BUFFER_BYTES))  # fmt: skip
+
     # -- replies out --
     def new_reply(self) -> _Reply:
         r = _Reply(self)
@@ -401,6 +470,7 @@ class Session(asyncio.Protocol):
     def local(self, data: bytes) -> None:
         """A reply the proxy makes itself."""
         self.queue.append(_Reply(self, data))
+        self._filled(len(data))
         self._mark()
 
     def _mark(self) -> None:
@@ -417,15 +487,23 @@ class Session(asyncio.Protocol):
         queue = self.queue
         out = []
         while queue and queue[0].data is not None:
-            out.append(cast(bytes, queue.popleft().data))
+            data = cast(bytes, queue.popleft().data)
+            self.held -= len(data)
+            self.made -= 1
+            out.append(data)
         if out:
             transport.write(b"".join(out))
         if self.closing and not queue:
             transport.close()
             return
-        if self.stalled and len(queue) < MAX_INFLIGHT // 2:
-            self.stalled = False
-            self.pump()
+        if self.stalled:
+            if self._room():
+                self.stalled = self.paused = False
+                if not self.closing:
+                    transport.resume_reading()
+                self.pump()
+            else:
+                self._note_pause()
 
     # -- talking to nodes --
     def conn_for(self, addr: Addr) -> NodeConn:
@@ -626,7 +704,8 @@ class Proxy:
         #: Counters a notebook can print: commands, fanouts, redirects, scripts_rejected, ...
         self.stats: dict[str, int] = dict.fromkeys(
             ("commands", "connections", "fanouts", "redirects", "scripts_rejected",
-             "split_transactions", "unreachable", "slot_map_refreshes", "internal_errors"), 0)
+             "split_transactions", "unreachable", "slot_map_refreshes", "internal_errors",
+             "clients_paused"), 0)
         self._slots: list[Addr | None] = [None] * SLOT_COUNT
         self._masters: list[Addr] = []
         self._sessions: set[Session] = set()
