@@ -272,10 +272,14 @@ def emu_ctx(emulated_lab: Lab) -> Iterator[Ctx]:
 
 
 @pytest.fixture(scope="session")
-def real_ctx(real_lab_session: Lab) -> Iterator[Ctx]:
-    ctx = Ctx(real_lab_session)
+def real_ctx(real_server: Any) -> Iterator[Ctx]:
+    """A real lab of its own, started as labs start by default (with a password), like the
+    emulated one: the AUTH cases send SHUTDOWN and CLUSTER RESET without it."""
+    lab = start_lab(masters=3, backend="real")
+    ctx = Ctx(lab)
     yield ctx
     ctx.close()
+    lab.stop()
 
 
 def _params(cases: list[Case] = CASES) -> list[Any]:
