@@ -173,7 +173,9 @@ def main() -> int:
     pinned = args.cpu >= 0 and hasattr(os, "sched_setaffinity")
     if pinned:  # the nodes and the proxy (thread or process) inherit it
         os.sched_setaffinity(0, {args.cpu})
-    lab = start_lab(masters=3, backend="real")
+    # No password: the bare-socket reference client speaks raw RESP, and AUTH costs one round
+    # trip per connection, not per command, so it would not change what is measured.
+    lab = start_lab(masters=3, backend="real", password=None)
     helper: subprocess.Popen[str] | None = None
     proxy: Proxy | None = None
     try:

@@ -51,7 +51,10 @@ def real_server() -> ServerBinary:
 @pytest.fixture(scope="session")
 def real_lab_session(real_server: ServerBinary) -> Iterator[Lab]:
     """One 3-master real cluster shared by the whole session (forming one takes ~2 s)."""
-    lab = start_lab(masters=3, backend="real")
+    # No password (an explicit choice): these tests read and write raw wire bytes on nodes and
+    # proxies. tests/test_auth.py runs the lab as it starts by default (a random password) on
+    # both backends, and so do the fidelity tests and every notebook.
+    lab = start_lab(masters=3, backend="real", password=None)
     yield lab
     lab.stop()
 
@@ -70,7 +73,7 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
         real_server_or_skip()
         yield request.getfixturevalue("real_lab_session")
         return
-    emulated = start_lab(masters=3, backend="emulated")
+    emulated = start_lab(masters=3, backend="emulated", password=None)  # as real_lab_session
     yield emulated
     emulated.stop()
 

@@ -76,6 +76,14 @@ class Raw:
         object.__setattr__(self, "replies", replies)
 
 
+class Anon(Raw):
+    """Like ``Raw``, on a socket that has NOT authenticated (``Raw`` sends AUTH first when the
+    lab has a password); ``PASSWORD`` in a request stands for the lab's password."""
+
+
+PASSWORD = "<the lab's password>"
+
+
 @dataclass(frozen=True)
 class RC:
     """A method of the lab's RedisCluster client."""
@@ -97,7 +105,7 @@ class Fn:
     fn: Callable[[Any], Any]
 
 
-Step = N | Raw | RC | Fn
+Step = N | Raw | Anon | RC | Fn
 
 
 @dataclass(frozen=True)
@@ -663,7 +671,8 @@ def _migration(ctx: Any) -> list[Any]:
         run(n1, "MGET", T0A, T0B)  # several keys, all missing on the target: TRYAGAIN
         run(n1, "ASKING")
         run(n1, "SET", T0A, "new")  # a write to the target with ASKING
-        run(n0, "MIGRATE", "127.0.0.1", str(ctx.port(1)), "", "0", "5000", "KEYS", K0)
+        auth = ("AUTH", ctx.lab.password) if ctx.lab.password else ()  # the target asks too
+        run(n0, "MIGRATE", "127.0.0.1", str(ctx.port(1)), "", "0", "5000", *auth, "KEYS", K0)
         run(n0, "GET", K0)  # gone from the source now: ASK
         run(n0, "EXISTS", K0)
         run(n0, "CLUSTER", "COUNTKEYSINSLOT", "3300")
@@ -689,11 +698,16 @@ def _migrate_errors(ctx: Any) -> list[Any]:
     try:
         n0.execute_command("SET", K0, "v")
         port = str(ctx.port(1))
+        auth = ("AUTH", ctx.lab.password) if ctx.lab.password else ()
         for args in (
             ("MIGRATE", "127.0.0.1", port, "", "0", "1000", "KEYS", T0A),
             ("MIGRATE", "127.0.0.1", port, K0, "0", "1000", "KEYS", K0),
             ("MIGRATE", "127.0.0.1", port, K0, "0", "1000", "BOGUS"),
-            ("MIGRATE", "127.0.0.1", port, K0, "0", "1000"),  # not importing there: MOVED
+            ("MIGRATE", "127.0.0.1", port, K0, "0", "1000", *auth),  # not importing: MOVED
+            # a wrong password, a wrong user (AUTH2). Not "no AUTH": the server keeps its
+            # connection to a target for 10 s (migrateGetSocket), so that depends on timing.
+            ("MIGRATE", "127.0.0.1", port, K0, "0", "1000", "AUTH", "nope"),
+            ("MIGRATE", "127.0.0.1", port, K0, "0", "1000", "AUTH2", "someone", "nope"),
         ):
             out.append(ctx.outcome(lambda a=args: n0.execute_command(*a)))
         return out
@@ -966,3 +980,27 @@ def _cluster_down(ctx: Any) -> list[Any]:
 
 
 case("cluster-down-after-delslots", Fn(_cluster_down))
+
+
+# ---- private by default: AUTH (server.c processCommand, acl.c authCommand, HELLO AUTH) -------
+case("auth-noauth", Anon(0, ("GET", K0), ("FOO",), ("GET",), ("SET", K0, "pwned"), ("FLUSHALL",),
+                         ("CLUSTER", "RESET", "HARD"), ("SHUTDOWN", "NOSAVE"), ("PING",)),
+     N(0, "GET", K0))
+case("auth-wrongpass", Anon(0, ("AUTH", "nope"), ("AUTH", "default", "nope"),
+                            ("AUTH", "someone", PASSWORD), ("AUTH", "a", "b", "c"), ("GET", K0)))
+case("auth-ok", Anon(0, ("AUTH", PASSWORD), ("GET", K0), ("AUTH", "nope"), ("GET", K0),
+                     ("RESET",), ("GET", K0), ("AUTH", "default", PASSWORD), ("PING",)))
+case("hello-auth", Anon(0, ("HELLO", "3"), ("HELLO", "2", "AUTH", "default", "nope"),
+                        ("HELLO", "2", "AUTH", "default", PASSWORD), ("GET", K0)),
+     normalise=each(lambda v: [_ID_FIELD.sub(b"$2\r\nid\r\n:<n>\r\n", x)
+                               if isinstance(x, bytes) else x for x in v]))
+case("http-request-closes", Anon(0, b"POST / HTTP/1.1\r\nHost: example.com\r\n\r\n",
+                                 ("AUTH", PASSWORD), ("SET", K0, "pwned"), replies=1),
+     N(0, "GET", K0))
+
+# ---- CONFIG SET of a protected or immutable config (config.c configSetCommand) -------------
+case("config-set-protected", N(0, "CONFIG", "SET", "dir", "/etc"),
+     N(0, "CONFIG", "SET", "dbfilename", "x.rdb"),
+     N(0, "CONFIG", "SET", "enable-module-command", "yes"),
+     N(0, "CONFIG", "SET", "enable-debug-command", "yes"),
+     N(0, "CONFIG", "SET", "maxmemory-policy", "noeviction", "dir", "/etc"))

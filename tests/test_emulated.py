@@ -47,7 +47,8 @@ def _port_closed(port: int) -> bool:
 
 @pytest.fixture
 def lab() -> Iterator[Lab]:
-    with start_lab(masters=3, backend="emulated") as lab:
+    # No password: these tests speak raw RESP to the nodes (tests/test_auth.py covers AUTH).
+    with start_lab(masters=3, backend="emulated", password=None) as lab:
         yield lab
 
 

@@ -26,7 +26,7 @@ from redis.cluster import RedisCluster
 from slotlab.lab import Lab, start_lab
 from slotlab.resp import encode_command
 from tests import regen_fidelity
-from tests.fidelity_cases import CASES, RC, REPLICA_CASES, Case, Fn, N, Raw, Step
+from tests.fidelity_cases import CASES, PASSWORD, RC, REPLICA_CASES, Anon, Case, Fn, N, Raw, Step
 
 # ---- running a case --------------------------------------------------------------------------
 
@@ -88,6 +88,13 @@ def read_reply(sock: socket.socket, buf: bytearray) -> bytes | None:
     return data
 
 
+def _with_password(request: Any, password: str | None) -> Any:
+    """``PASSWORD`` in a request's arguments stands for the lab's password."""
+    if isinstance(request, bytes):
+        return request
+    return tuple(password or "" if a == PASSWORD else a for a in request)
+
+
 def _wire(request: Any) -> bytes:
     if isinstance(request, bytes):
         return request
@@ -103,7 +110,8 @@ class Ctx:
         self._plain: dict[tuple[int, int], redis.Redis] = {}
         self.rc: RedisCluster = lab.cluster_client()
         self._resetters = [
-            redis.Redis(host=n.host, port=n.port, protocol=2) for n in self.nodes
+            redis.Redis(host=n.host, port=n.port, protocol=2, password=lab.password)
+            for n in self.nodes
         ]
         self._subs = self._substitutions()
 
@@ -113,12 +121,14 @@ class Ctx:
         node = self.nodes[i]
         if fresh:
             return redis.Redis(
-                host=node.host, port=node.port, protocol=proto, decode_responses=True
+                host=node.host, port=node.port, protocol=proto, decode_responses=True,
+                password=self.lab.password,
             )
         key = (i, proto)
         if key not in self._plain:
             self._plain[key] = redis.Redis(
-                host=node.host, port=node.port, protocol=proto, decode_responses=True
+                host=node.host, port=node.port, protocol=proto, decode_responses=True,
+                password=self.lab.password,
             )
         return self._plain[key]
 
@@ -174,10 +184,14 @@ class Ctx:
         out: list[Any] = []
         with socket.create_connection((node.host, node.port), timeout=5) as sock:
             buf = bytearray()
+            password = self.lab.password
+            if password is not None and not isinstance(step, Anon):
+                sock.sendall(_wire(("AUTH", password)))
+                read_reply(sock, buf)
             if step.proto == 3:
                 sock.sendall(_wire(("HELLO", "3")))
                 read_reply(sock, buf)
-            sock.sendall(b"".join(_wire(r) for r in step.requests))
+            sock.sendall(b"".join(_wire(_with_password(r, password)) for r in step.requests))
             count = step.replies if step.replies is not None else len(step.requests)
             for _ in range(count):
                 reply = read_reply(sock, buf)
@@ -258,10 +272,14 @@ def emu_ctx(emulated_lab: Lab) -> Iterator[Ctx]:
 
 
 @pytest.fixture(scope="session")
-def real_ctx(real_lab_session: Lab) -> Iterator[Ctx]:
-    ctx = Ctx(real_lab_session)
+def real_ctx(real_server: Any) -> Iterator[Ctx]:
+    """A real lab of its own, started as labs start by default (with a password), like the
+    emulated one: the AUTH cases send SHUTDOWN and CLUSTER RESET without it."""
+    lab = start_lab(masters=3, backend="real")
+    ctx = Ctx(lab)
     yield ctx
     ctx.close()
+    lab.stop()
 
 
 def _params(cases: list[Case] = CASES) -> list[Any]:
@@ -306,7 +324,7 @@ def _wait_for_replicas(lab: Lab, timeout: float = 30.0) -> None:
     have heard so through gossip: wait until every node lists every replica."""
     deadline = time.monotonic() + timeout
     for node in lab.nodes:
-        with redis.Redis(host=node.host, port=node.port) as r:
+        with redis.Redis(host=node.host, port=node.port, password=lab.password) as r:
             while not all(len(e) >= 4 for e in r.execute_command("CLUSTER", "SLOTS")):
                 if time.monotonic() > deadline:
                     raise AssertionError("the replicas did not sync in time")

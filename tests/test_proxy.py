@@ -52,7 +52,7 @@ BACKENDS = ["real", "emulated"]
 @pytest.fixture(scope="session")
 def emulated_lab_session() -> Iterator[Lab]:
     """One 3-master emulated cluster for this file's tests."""
-    lab = start_lab(masters=3, backend="emulated")
+    lab = start_lab(masters=3, backend="emulated", password=None)  # raw wire tests; see conftest
     yield lab
     lab.stop()
 

@@ -33,7 +33,7 @@ KEYS = st.one_of(
 @given(keys=st.lists(KEYS, min_size=1, max_size=20))
 def test_key_slot_matches_cluster_keyslot(real_lab_session: Lab, keys: list[bytes]) -> None:
     node = real_lab_session.nodes[0]
-    with redis.Redis(host=node.host, port=node.port) as server:
+    with redis.Redis(host=node.host, port=node.port, password=real_lab_session.password) as server:
         pipe = server.pipeline(transaction=False)
         for key in keys:
             pipe.execute_command("CLUSTER", "KEYSLOT", key)
@@ -53,6 +53,6 @@ def emulated_lab() -> Iterator[Lab]:
 @given(keys=st.lists(KEYS, min_size=1, max_size=20))
 def test_the_emulated_cluster_agrees(emulated_lab: Lab, keys: list[bytes]) -> None:
     node = emulated_lab.nodes[0]
-    with redis.Redis(host=node.host, port=node.port) as server:
+    with redis.Redis(host=node.host, port=node.port, password=emulated_lab.password) as server:
         got = [int(server.execute_command("CLUSTER", "KEYSLOT", k)) for k in keys]
     assert got == [key_slot(k) for k in keys]

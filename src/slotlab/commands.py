@@ -15,8 +15,11 @@ way the server does:
 
 from __future__ import annotations
 
+import hmac
 import json
+import logging
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -494,19 +497,120 @@ def bad_client_name(name: bytes) -> bool:
     return any(ch < 0x21 or ch > 0x7E for ch in name)
 
 
+# ---- authentication: one rule for the emulated nodes, the emulated standalone and the proxy ----
+
+
+def is_security_attack(argv: Sequence[bytes]) -> bool:
+    """``processCommand``'s first check: a request whose first word is ``POST`` or ``Host:`` is an
+    HTTP request (a web page reaching a loopback port): the server logs
+    ``errors.SECURITY_ATTACK_LOG`` and drops the connection, before any other check or reply."""
+    return bool(argv) and argv[0].lower() in (b"post", b"host:")
+
+
+_last_security_warning = [0.0]
+
+
+def security_warning(log: logging.Logger) -> None:
+    """``securityWarningCommand``: log the server's warning, at most once a minute."""
+    now = time.monotonic()
+    if not _last_security_warning[0] or now - _last_security_warning[0] > 60:
+        _last_security_warning[0] = now
+        log.warning("%s", errors.SECURITY_ATTACK_LOG)
+
+
+def credentials_ok(user: bytes, given: bytes, password: str | None) -> bool:
+    """``ACLCheckUserCredentials`` for the one user a slotlab server has, ``default``: with no
+    password (``nopass``) any password passes; else it must be ``password``."""
+    if user != b"default":
+        return False
+    if password is None:
+        return True
+    return hmac.compare_digest(given, password.encode())
+
+
+def auth_required(spec: CommandSpec, authenticated: bool) -> str | None:
+    """``processCommand``'s check after lookup and arity: a client that has not authenticated may
+    run only the ``no_auth`` commands (AUTH, HELLO, QUIT, RESET); the server's text otherwise."""
+    if authenticated or "no_auth" in spec.flags:
+        return None
+    return errors.NOAUTH
+
+
+def check_auth(argv: Sequence[bytes], password: str | None) -> str | None:
+    """``authCommand``: ``AUTH <password>`` or ``AUTH <user> <password>``. None when the client is
+    now authenticated, else the server's error text (the client's state does not change)."""
+    if len(argv) > 3:
+        return errors.SYNTAX
+    if len(argv) == 2:
+        if password is None:
+            return errors.AUTH_NO_PASSWORD
+        user, given = b"default", argv[1]
+    else:
+        user, given = argv[1], argv[2]
+    return None if credentials_ok(user, given, password) else errors.WRONGPASS
+
+
+def authenticated_after_reset(password: str | None) -> bool:
+    """``clientSetDefaultAuth`` (RESET, a new connection): authenticated only with no password."""
+    return password is None
+
+
+# ---- CONFIG SET: the configs a running server refuses to change (config.c, 7.0) -----------------
+
+#: ``IMMUTABLE_CONFIG``: set only at startup.
+IMMUTABLE_CONFIGS: frozenset[str] = frozenset({
+    "rdbchecksum", "daemonize", "io-threads-do-reads", "always-show-logo", "set-proc-title",
+    "syslog-enabled", "cluster-enabled", "disable-thp", "aclfile", "unixsocket", "pidfile",
+    "cluster-config-file", "syslog-ident", "appendfilename", "appenddirname", "server_cpulist",
+    "bio_cpulist", "aof_rewrite_cpulist", "bgsave_cpulist", "logfile", "supervised",
+    "syslog-facility", "enable-protected-configs", "enable-debug-command",
+    "enable-module-command", "databases", "io-threads", "tcp-backlog", "cluster-port",
+    "unixsocketperm", "socket-mark-id", "replicaof", "slaveof",
+})  # fmt: skip
+#: ``PROTECTED_CONFIG`` (with ``enable-protected-configs no``, the default): where the server
+#: writes files, so a client cannot make it write one elsewhere (``CONFIG SET dir /etc``).
+PROTECTED_CONFIGS: frozenset[str] = frozenset({"dir", "dbfilename"})
+
+
+def config_set_refusal(argv: Sequence[bytes]) -> str | None:
+    """``configSetCommand``'s refusal of an immutable or protected config, or None.
+
+    Only the first refused name counts, as in the server; other problems (an odd number of
+    arguments, an unknown name before it) are left to the config code itself.
+    """
+    if len(argv) % 2:
+        return None
+    for i in range(2, len(argv), 2):
+        name = argv[i].decode("utf-8", "replace").lower()
+        if name in IMMUTABLE_CONFIGS:
+            why = errors.CONFIG_IMMUTABLE
+        elif name in PROTECTED_CONFIGS:
+            why = errors.CONFIG_PROTECTED
+        else:
+            continue
+        return errors.CONFIG_SET_REFUSED.format(name=c_string(argv[i]), why=why)
+    return None
+
+
 @dataclass(frozen=True)
 class Hello:
     """What a valid HELLO asks for: the protocol (0: keep the current one) and a name."""
 
     protocol: int
     name: bytes | None
+    #: True when HELLO's AUTH option authenticated the client
+    authenticated: bool = False
 
 
-def parse_hello(argv: Sequence[bytes]) -> Hello | str:
+def parse_hello(
+    argv: Sequence[bytes], password: str | None = None, authenticated: bool = True
+) -> Hello | str:
     """``helloCommand``'s checks, in the server's order: a Hello, or the server's error text.
 
-    ``AUTH`` passes only for the ``default`` user (no password is set, as in a fresh server).
+    ``AUTH <user> <pass>`` passes for the ``default`` user with ``password`` (any password when
+    it is None); a client not ``authenticated`` before must authenticate this way.
     """
+    logged_in = False
     version = 0
     j = 1
     if len(argv) >= 2:
@@ -522,8 +626,9 @@ def parse_hello(argv: Sequence[bytes]) -> Hello | str:
         more = len(argv) - 1 - j
         opt = argv[j].lower()
         if opt == b"auth" and more >= 2:
-            if argv[j + 1] != b"default":
+            if not credentials_ok(argv[j + 1], argv[j + 2], password):
                 return errors.WRONGPASS
+            logged_in = True
             j += 2
         elif opt == b"setname" and more:
             name = argv[j + 1]
@@ -533,4 +638,6 @@ def parse_hello(argv: Sequence[bytes]) -> Hello | str:
         else:
             return errors.HELLO_SYNTAX.format(option=c_string(argv[j]))
         j += 1
-    return Hello(version, name)
+    if not (authenticated or logged_in):
+        return errors.HELLO_NOAUTH
+    return Hello(version, name, logged_in)

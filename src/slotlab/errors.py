@@ -65,6 +65,30 @@ MOVE_IN_CLUSTER: Final = "ERR MOVE is not allowed in cluster mode"
 COPY_IN_CLUSTER: Final = "ERR Copying to another database is not allowed in cluster mode"
 DB_RANGE: Final = "ERR DB index is out of range"
 
+# ---- authentication (server.c processCommand, acl.c authCommand, networking.c helloCommand) --
+NOAUTH: Final = "NOAUTH Authentication required."
+HELLO_NOAUTH: Final = (
+    "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO "
+    "AUTH <user> <pass> option can be used to authenticate the client and select the RESP "
+    "protocol version at the same time"
+)
+AUTH_NO_PASSWORD: Final = (
+    "ERR AUTH <password> called without any password configured for the default user. Are you "
+    "sure your configuration is correct?"
+)
+#: Not a reply: what the server LOGS (``securityWarningCommand``) before it drops a connection
+#: whose first word is ``POST`` or ``Host:`` (an HTTP request, a cross-protocol attack).
+SECURITY_ATTACK_LOG: Final = (
+    "Possible SECURITY ATTACK detected. It looks like somebody is sending POST or Host: commands "
+    "to Redis. This is likely due to an attacker attempting to use Cross Protocol Scripting to "
+    "compromise your Redis instance. Connection aborted."
+)
+
+# ---- CONFIG SET (config.c configSetCommand) -------------------------------------------------
+CONFIG_SET_REFUSED: Final = "ERR CONFIG SET failed (possibly related to argument '{name}') - {why}"
+CONFIG_IMMUTABLE: Final = "can't set immutable config"
+CONFIG_PROTECTED: Final = "can't set protected config"
+
 # ---- values ---------------------------------------------------------------------------------
 NOT_INTEGER: Final = "ERR value is not an integer or out of range"
 NOT_FLOAT: Final = "ERR value is not a valid float"
@@ -196,6 +220,11 @@ PROXY_WATCH_SLOT: Final = (
     "ERR slotlab proxy: a WATCHed transaction must keep all its keys in the WATCHed slot"
 )
 PROXY_INTERNAL: Final = "ERR slotlab proxy: internal error ({kind}: {detail})"
+#: Logged (not sent) when a client that never reads is paused: its replies fill the bound.
+PROXY_CLIENT_PAUSED: Final = (
+    "slotlab proxy: client {client} has {size} bytes of replies it has not read (the bound is "
+    "{limit}); it is paused (no more of its commands are read) until it reads"
+)
 
 # ---- the emulated cluster -------------------------------------------------------------------
 EMULATOR_INTERNAL: Final = "ERR slotlab emulator internal error: {detail}"

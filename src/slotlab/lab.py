@@ -10,12 +10,13 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import secrets
 import time
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Final
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
@@ -148,6 +149,10 @@ class Lab:
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
+        #: The lab's password (every node, the standalone server and the proxy ask for it), or
+        #: None for a lab started with ``start_lab(password=None)``. Clients the lab hands out
+        #: carry it; ``connection_info()`` says how to connect with redis-cli.
+        self.password: str | None = getattr(backend, "password", None)
         self._clients: list[redis.Redis | RedisCluster] = []
         self._stopped = False
         self._finalizer = weakref.finalize(self, Lab._finalize, backend, self._clients)
@@ -183,6 +188,7 @@ class Lab:
         """
         self._check_running()
         kwargs.setdefault("decode_responses", True)
+        kwargs.setdefault("password", self.password)
         startup = [ClusterNode(n.host, n.port) for n in self.nodes]
         rc = RedisCluster(startup_nodes=startup, **kwargs)
         self._clients.append(rc)
@@ -197,6 +203,7 @@ class Lab:
                 f"node index {index!r} is out of range: this lab has nodes 0 to {len(nodes) - 1}"
             )
         kwargs.setdefault("decode_responses", True)
+        kwargs.setdefault("password", self.password)
         node = nodes[index]
         client = redis.Redis(host=node.host, port=node.port, **kwargs)
         self._clients.append(client)
@@ -211,6 +218,7 @@ class Lab:
         self._check_running()
         host, port = self.backend.start_standalone()
         kwargs.setdefault("decode_responses", True)
+        kwargs.setdefault("password", self.password)
         client = redis.Redis(host=host, port=port, **kwargs)
         self._clients.append(client)
         return client
@@ -237,7 +245,8 @@ class Lab:
         self._check_running()
         from slotlab.proxy import Proxy, ProxyClient
 
-        proxy = Proxy(self.nodes, personality, script_check_enable=script_check_enable).start()
+        proxy = Proxy(self.nodes, personality, script_check_enable=script_check_enable,
+                      password=self.password).start()  # fmt: skip
         kwargs.setdefault("decode_responses", True)
         client = ProxyClient(proxy, **kwargs)
         self._clients.append(client)
@@ -258,7 +267,8 @@ class Lab:
         for i, node in enumerate(nodes):  # the first live node answers
             if self.backend.is_down(i):
                 continue
-            with redis.Redis(host=node.host, port=node.port, decode_responses=True) as r:
+            with redis.Redis(host=node.host, port=node.port, password=self.password,
+                             decode_responses=True) as r:  # fmt: skip
                 text = r.execute_command("CLUSTER", "NODES")
             return parse_cluster_nodes(str(text), [n.node_id for n in nodes])
         raise RuntimeError("every node of this lab is down; start a new one")
@@ -270,7 +280,7 @@ class Lab:
         for info in topo:
             if self.backend.is_down(info.index):
                 continue
-            with redis.Redis(host=info.host, port=info.port) as r:
+            with redis.Redis(host=info.host, port=info.port, password=self.password) as r:
                 if info.role == "master":
                     r.flushall()
                 r.script_flush()
@@ -357,11 +367,15 @@ class Lab:
             client = clients.get(index)
             if client is None:
                 node = nodes[index]
-                client = clients[index] = redis.Redis(host=node.host, port=node.port)
+                client = clients[index] = redis.Redis(
+                    host=node.host, port=node.port, password=self.password
+                )
             return client.execute_command(*args)
 
         try:
-            yield from self._steps(slot, source, target, others, batch, send, src_id, dst_id, dst)
+            yield from self._steps(
+                slot, source, target, others, batch, send, src_id, dst_id, dst, self.password
+            )
         finally:
             if own:
                 for c in clients.values():
@@ -378,6 +392,7 @@ class Lab:
         src_id: str,
         dst_id: str,
         dst: NodeAddress,
+        password: str | None = None,
     ) -> Iterator[MigrationStep]:
 
         def step(action: str, index: int, *args: str | int) -> MigrationStep:
@@ -391,7 +406,9 @@ class Lab:
             if not keys:
                 break
             head = ("MIGRATE", dst.host, str(dst.port), "", "0", str(MIGRATE_TIMEOUT_MS))
-            send(source, *head, "KEYS", *keys)
+            # The target asks for the lab's password too; the step shown leaves it out.
+            auth = ("AUTH", password) if password is not None else ()
+            send(source, *head, *auth, "KEYS", *keys)
             names = tuple(k.decode("utf-8", "backslashreplace") for k in keys)
             yield MigrationStep("migrate", slot, source, (*head, "KEYS", *names), names)
         # The target first, so that the slot always has an owner that knows it (redis/redis
@@ -592,7 +609,7 @@ class Lab:
                 try:
                     with redis.Redis(
                         host=node.host, port=node.port, decode_responses=True,
-                        socket_timeout=1, socket_connect_timeout=1,
+                        password=self.password, socket_timeout=1, socket_connect_timeout=1,
                     ) as r:  # fmt: skip
                         info = str(r.execute_command("CLUSTER", "INFO"))
                         if "cluster_state:ok" not in info:
@@ -614,6 +631,32 @@ class Lab:
                     f"{timeout:.0f} s"
                 )
             time.sleep(0.01)
+
+    # ---- connecting from outside ----------------------------------------------------------
+
+    def connection_info(self, show: bool = True) -> dict[str, Any]:
+        """How to reach this lab from a terminal: host, node ports, password, and a redis-cli
+        command. Printed unless ``show=False``; returned as a dict either way.
+
+        The password is put in ``REDISCLI_AUTH``, not after ``-a``: a command line is visible to
+        every user of the machine (``ps``), an environment variable is not.
+        """
+        self._check_running()
+        nodes = self.nodes
+        first = nodes[0]
+        auth = f"REDISCLI_AUTH='{self.password}' " if self.password is not None else ""
+        info: dict[str, Any] = {
+            "host": first.host,
+            "ports": [n.port for n in nodes],
+            "password": self.password,
+            "redis_cli": f"{auth}redis-cli -c -h {first.host} -p {first.port}",
+        }
+        if show:
+            print(f"host:      {info['host']} (loopback only)")
+            print(f"ports:     {', '.join(map(str, info['ports']))}")
+            print(f"password:  {self.password if self.password is not None else '(none)'}")
+            print(f"redis-cli: {info['redis_cli']}")
+        return info
 
     def stop(self) -> None:
         """Stop the cluster and close every client this lab handed out. Safe to call twice."""
@@ -642,8 +685,28 @@ class Lab:
         self.stop()
 
 
-def start_lab(masters: int = 3, replicas: int = 0, backend: str | None = None) -> Lab:
+class _Random:
+    """The default of ``start_lab(password=...)``: a new random password for each lab."""
+
+    def __repr__(self) -> str:
+        return "<a random password>"
+
+
+RANDOM_PASSWORD: Final = _Random()
+
+
+def start_lab(
+    masters: int = 3,
+    replicas: int = 0,
+    backend: str | None = None,
+    password: str | None | _Random = RANDOM_PASSWORD,
+) -> Lab:
     """Start a Redis Cluster for this notebook and return its Lab.
+
+    Private by default: every node (and the standalone server, and the proxy) asks for a random
+    password, so another user of the machine cannot read or stop the lab; the clients the Lab
+    hands out carry it, and ``lab.connection_info()`` shows it. ``password="..."`` sets it;
+    ``password=None`` starts a lab without one (anyone on this machine can then use it).
 
     ``backend`` is ``"real"`` (redis-server processes), ``"emulated"`` (fakeredis stores behind
     loopback listeners, no server needed), or ``"auto"`` (the default, also read from
@@ -660,6 +723,12 @@ def start_lab(masters: int = 3, replicas: int = 0, backend: str | None = None) -
         raise ValueError(f"masters must be a whole number from 1 to {SLOT_COUNT}, not {masters!r}")
     if not isinstance(replicas, int) or replicas < 0:
         raise ValueError(f"replicas (per master) must be 0 or more, not {replicas!r}")
+    if isinstance(password, _Random):
+        password = secrets.token_urlsafe(16)
+    elif password is not None and (not isinstance(password, str) or not password):
+        raise ValueError(
+            f"password must be a non-empty string, or None for a lab without one, not {password!r}"
+        )
     from slotlab.backends.real import RealBackend, RedisServerNotFound, find_redis_server
 
     if choice == "auto":
@@ -676,9 +745,9 @@ def start_lab(masters: int = 3, replicas: int = 0, backend: str | None = None) -
     if choice == "emulated":
         from slotlab.backends.emulated import EmulatedBackend
 
-        lab = Lab(EmulatedBackend(masters=masters, replicas=replicas))
+        lab = Lab(EmulatedBackend(masters=masters, replicas=replicas, password=password))
     else:
-        lab = Lab(RealBackend(masters=masters, replicas=replicas, server=server))
+        lab = Lab(RealBackend(masters=masters, replicas=replicas, server=server, password=password))
     # One line, so a learner always knows which backend answers (the sanitizer folds it, so
     # stored outputs are the same on every backend).
     print(f"slotlab: {lab.backend.describe()}{note}")

@@ -210,7 +210,11 @@ class RealBackend(Backend):
     name = "real"
 
     def __init__(
-        self, masters: int = 3, replicas: int = 0, server: ServerBinary | None = None
+        self,
+        masters: int = 3,
+        replicas: int = 0,
+        server: ServerBinary | None = None,
+        password: str | None = None,
     ) -> None:
         if masters < 1:
             raise ValueError(f"masters must be at least 1, not {masters}")
@@ -219,7 +223,10 @@ class RealBackend(Backend):
         self.server = server or find_redis_server()
         self.masters = masters
         self.replicas = replicas
-        self.workdir = tempfile.mkdtemp(prefix="slotlab-")
+        #: ``requirepass`` and ``masterauth`` of every node (None: no password).
+        self.password = password
+        self.workdir = tempfile.mkdtemp(prefix="slotlab-")  # mode 0700: ours alone
+        self._conf = self._write_conf()
         self._servers: list[_Server] = []  # ready nodes, masters first
         self._spawned: list[_Server] = []  # every process started, for stop()
         self._killed: set[int] = set()  # indices into _servers of nodes kill_node() killed
@@ -234,6 +241,18 @@ class RealBackend(Backend):
 
     # ---- starting -------------------------------------------------------------------------
 
+    def _write_conf(self) -> str:
+        """The password goes in a config file only we can read, never on the command line
+        (which every user of the machine can read in ``ps``)."""
+        path = Path(self.workdir) / "auth.conf"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            if self.password is not None:
+                # A config file value in double quotes takes backslash escapes (sdssplitargs).
+                quoted = self.password.replace("\\", "\\\\").replace('"', '\\"')
+                f.write(f'requirepass "{quoted}"\nmasterauth "{quoted}"\n')
+        return str(path)
+
     def _spawn(self, taken: set[int], cluster: bool = True) -> _Server:
         port = free_port(taken)
         cport = free_port(taken) if cluster else 0
@@ -246,6 +265,7 @@ class RealBackend(Backend):
         ] if cluster else []  # fmt: skip
         args = [
             self.server.path,
+            self._conf,
             "--port", str(port),
             "--bind", "127.0.0.1",
             *cluster_args,
@@ -283,6 +303,7 @@ class RealBackend(Backend):
                 with redis.Redis(
                     host="127.0.0.1",
                     port=srv.port,
+                    password=self.password,
                     socket_timeout=0.5,
                     socket_connect_timeout=0.5,
                     retry=Retry(NoBackoff(), 0),
@@ -344,8 +365,9 @@ class RealBackend(Backend):
 
     def _client(self, srv: _Server) -> redis.Redis:
         return redis.Redis(
-            host="127.0.0.1", port=srv.port, decode_responses=True, socket_timeout=5
-        )
+            host="127.0.0.1", port=srv.port, password=self.password, decode_responses=True,
+            socket_timeout=5,
+        )  # fmt: skip
 
     def _form(self) -> None:
         masters = self._servers[: self.masters]

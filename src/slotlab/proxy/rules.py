@@ -25,6 +25,7 @@ commands (PING, ECHO, QUIT, HELLO, SELECT, CLIENT, RESET), and the server's own 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
@@ -39,6 +40,8 @@ __all__ = [
 ]  # fmt: skip
 
 Addr = tuple[str, int]
+
+_log = logging.getLogger("slotlab.proxy")
 
 OK: Final = b"+OK\r\n"
 QUEUED: Final = b"+QUEUED\r\n"
@@ -114,6 +117,7 @@ class SessionState:
     tx_live: bool = False  # passthrough: MULTI was sent to the pinned node
     id: int = 0  # the client id HELLO reports
     version: str = "7.0.0"  # the server version HELLO reports (the proxy reads it from a node)
+    authenticated: bool = True  # False until AUTH when the proxy has a password
 
     @property
     def null(self) -> bytes:
@@ -201,6 +205,9 @@ class Rules:
     #: Control commands that run even inside MULTI (everything else is queued).
     tx_control = frozenset({b"multi", b"exec", b"discard", b"watch", b"quit", b"reset"})
 
+    #: What a client must AUTH with (None: no password), as a server's ``requirepass``.
+    password: str | None = None
+
     def __init__(self) -> None:
         self.handlers: dict[bytes, Handler] = {
             b"ping": self.ping, b"echo": self.echo, b"quit": self.quit, b"hello": self.hello,
@@ -212,6 +219,28 @@ class Rules:
     def decide(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
         """The decision for one request (see the module docstring)."""
         raise NotImplementedError
+
+    def admit(self, argv: list[bytes], state: SessionState) -> Decision | None:
+        """The server's checks that come before any proxy rule, or None when they pass: an HTTP
+        request (``POST``, ``Host:``) is logged and its connection closed, with no reply and
+        nothing after it read; AUTH is answered here; a client that has not authenticated gets
+        the server's lookup and arity errors, then ``NOAUTH`` (``slotlab.commands``)."""
+        if commands.is_security_attack(argv):
+            commands.security_warning(_log)
+            return Answer(b"", close=True)
+        if argv[0].lower() == b"auth":
+            problem = commands.check_command(argv)[1] or commands.check_auth(argv, self.password)
+            if problem is not None:
+                return err(problem)
+            state.authenticated = True
+            return Answer(OK)
+        if not state.authenticated:
+            spec, problem = commands.check_command(argv)
+            if problem is None and spec is not None:
+                problem = commands.auth_required(spec, False)
+            if problem is not None:
+                return err(problem)
+        return None
 
     def handle(
         self, name: bytes, argv: list[bytes], state: SessionState, slots: SlotMap
@@ -241,9 +270,10 @@ class Rules:
 
     def hello(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
         """HELLO answers like a standalone server; HELLO 3 switches the client to RESP3."""
-        hello = commands.parse_hello(argv)
+        hello = commands.parse_hello(argv, self.password, state.authenticated)
         if isinstance(hello, str):
             return err(hello)
+        state.authenticated = state.authenticated or hello.authenticated
         if hello.name is not None:
             state.name = hello.name or None
         version = hello.protocol or state.protocol
@@ -275,18 +305,28 @@ class Rules:
         pinned = state.pinned
         state.tx = state.name = state.watch_slot = None
         state.tx_error = state.pinned = state.tx_live = False
+        state.authenticated = commands.authenticated_after_reset(self.password)
         return Answer(b"+RESET\r\n", unpin=pinned)
 
 
-def rules_for(personality: str, script_check_enable: bool = True) -> Rules:
-    """A new rules object for ``personality`` ("alibaba" or "passthrough")."""
+def rules_for(
+    personality: str, script_check_enable: bool = True, password: str | None = None
+) -> Rules:
+    """A new rules object for ``personality`` ("alibaba" or "passthrough"); clients must AUTH
+    with ``password`` when it is not None."""
     from slotlab.proxy.alibaba import Alibaba
     from slotlab.proxy.passthrough import Passthrough
 
+    rules: Rules
     if personality == "alibaba":
-        return Alibaba(script_check_enable)
-    if personality == "passthrough":
-        return Passthrough()
+        rules = Alibaba(script_check_enable)
+    elif personality == "passthrough":
+        rules = Passthrough()
+    else:
+        rules = None  # type: ignore[assignment]
+    if rules is not None:
+        rules.password = password
+        return rules
     raise ValueError(f"unknown personality {personality!r}: choose one of 'alibaba', 'passthrough'")
 
 
@@ -302,4 +342,5 @@ def decide(personality: str | Rules, argv: Sequence[bytes | str],
     rules = rules_for(personality) if isinstance(personality, str) else personality
     args = [a.encode() if isinstance(a, str) else bytes(a) for a in argv]
     slots = slots or StaticSlotMap([("127.0.0.1", 7000)])
-    return rules.decide(args, state if state is not None else SessionState(), slots)
+    state = state if state is not None else SessionState()
+    return rules.admit(args, state) or rules.decide(args, state, slots)

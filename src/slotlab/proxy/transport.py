@@ -46,6 +46,14 @@ EVENT_LOOPS: Final = ("auto", "asyncio", "uvloop")
 
 MAX_REDIRECTS: Final = 5  # MOVED/ASK hops per command before the redirect reaches the client
 MAX_INFLIGHT: Final = 4096  # replies a client may have outstanding before we stop parsing
+#: Bytes of replies one client may have waiting (made but not yet read by it). Past this the
+#: proxy stops reading that client's commands until it reads: a client that pipelines many GETs
+#: of a large value and never reads is paused, and the proxy and the nodes stay bounded.
+CLIENT_BUFFER_BYTES: Final = 16 * 1024 * 1024
+#: Commands a client may have in flight before the proxy has seen how large its replies are;
+#: the window then grows by one per reply, and falls back here when a reply much larger than
+#: the ones before arrives (a reply's size is known only once it comes back).
+FIRST_WINDOW: Final = 16
 CONNECT_TIMEOUT: Final = 2.0  # seconds to connect to a node
 READ_TIMEOUT: Final = 30.0  # seconds a node may take to answer (blocking commands excepted)
 DOWN_BACKOFF: Final = 0.1  # after a failed connect, fail fast for this long before retrying
@@ -128,9 +136,10 @@ class NodeConn(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         _nodelay(transport)
         self.proxy._down.pop(self.addr, None)
-        if self.proto == 3:
+        hello = self.proxy._hello(self.proto)
+        if hello:
             self.pending.appendleft(_ignore)
-            self.out.insert(0, _HELLO3)
+            self.out.insert(0, hello)
         if self.out:
             self.transport.write(b"".join(self.out))
             self.out.clear()
@@ -249,6 +258,7 @@ class _Reply:
 
     def __call__(self, data: bytes) -> None:
         self.data = data
+        self.session._filled(len(data))
         self.session._mark()
 
 
@@ -259,7 +269,8 @@ class Session(asyncio.Protocol):
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
         self.rules = proxy._rules
-        self.state = SessionState(id=proxy._next_id(), version=proxy.server_version)
+        self.state = SessionState(id=proxy._next_id(), version=proxy.server_version,
+                                  authenticated=proxy.password is None)  # fmt: skip
         self.transport: asyncio.Transport | None = None
         self.reader = RequestReader()
         self.queue: deque[_Reply] = deque()
@@ -270,10 +281,17 @@ class Session(asyncio.Protocol):
         self.closing = False  # close once every reply so far is written (QUIT, bad RESP)
         self.stalled = False
         self.dirty = False
+        self.held = 0  # bytes of replies in ``queue`` that are made but not yet written
+        self.made = 0  # how many replies in ``queue`` are made
+        self.reply_size = 0  # how large this client's replies are lately (a decaying maximum)
+        self.window = FIRST_WINDOW  # commands it may have in flight, by what replies showed
+        self.paused = False  # stalled because its unread replies reached CLIENT_BUFFER_BYTES
 
     # -- asyncio --
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        # Tell us (resume_writing) when the client has read most of what waits for it.
+        self.transport.set_write_buffer_limits(high=CLIENT_BUFFER_BYTES // 2)
         _nodelay(transport)
         self.proxy._sessions.add(self)
         self.proxy.stats["connections"] += 1
@@ -284,10 +302,19 @@ class Session(asyncio.Protocol):
         self.reader.feed(data)
         self.pump()
 
+    def pause_writing(self) -> None:
+        """The client is not reading: ``_room`` stops reading its commands."""
+
+    def resume_writing(self) -> None:
+        """The client read its replies: read its commands again."""
+        if self.stalled and not self.closed:
+            self._mark()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.proxy._sessions.discard(self)
         self.queue.clear()
+        self.held = self.made = 0
         for conn in self.conns.values():
             self.proxy._release(conn)
         self.conns.clear()
@@ -297,8 +324,8 @@ class Session(asyncio.Protocol):
         """Parse and carry out the commands received so far, in order."""
         reader = self.reader
         while not self.closing and not self.closed:
-            if len(self.queue) >= MAX_INFLIGHT:
-                self.stalled = True
+            if not self._room():
+                self._stall()
                 break
             try:
                 got = reader.get_request()
@@ -314,7 +341,10 @@ class Session(asyncio.Protocol):
             self.proxy.stats["commands"] += 1
             first = len(self.queue)
             try:
-                self.carry_out(self.rules.decide(argv, self.state, self.proxy), argv, raw)
+                decision = self.rules.admit(argv, self.state)
+                if decision is None:
+                    decision = self.rules.decide(argv, self.state, self.proxy)
+                self.carry_out(decision, argv, raw)
             except Exception as exc:  # noqa: BLE001 - a bug must not stall this client
                 self.internal_error(exc, first)
 
@@ -387,6 +417,50 @@ class Session(asyncio.Protocol):
                 self.local(error)
         return error
 
+    # -- the bound on a client's replies, in bytes --
+    def _room(self) -> bool:
+        """True when this client may send one more command: fewer than MAX_INFLIGHT replies
+        waiting, fewer in flight than its window, and the bytes of replies made but not read
+        (here and in the socket's buffer), plus the ones in flight at the recent reply size,
+        under CLIENT_BUFFER_BYTES."""
+        queued = len(self.queue)
+        if queued >= MAX_INFLIGHT:
+            return False
+        in_flight = queued - self.made
+        if in_flight >= self.window:
+            return False
+        unread = self.held + (self.transport.get_write_buffer_size() if self.transport else 0)
+        return unread + in_flight * self.reply_size < CLIENT_BUFFER_BYTES
+
+    def _filled(self, size: int) -> None:
+        """One more reply is made: account for its bytes, learn the client's reply size."""
+        self.held += size
+        self.made += 1
+        if size > 4 * self.reply_size and size > 65536:
+            self.window = FIRST_WINDOW  # much larger replies than before: start small again
+        elif self.window < MAX_INFLIGHT:
+            self.window += 1
+        self.reply_size = max(size, self.reply_size - (self.reply_size >> 4))
+
+    def _stall(self) -> None:
+        """Stop reading this client's commands (and its socket) until ``_room`` says so."""
+        if not self.stalled:
+            self.stalled = True
+            if self.transport is not None:
+                self.transport.pause_reading()
+        self._note_pause()
+
+    def _note_pause(self) -> None:
+        """Count and log, once per pause, a client stopped because it does not read."""
+        if self.paused or self.transport is None:
+            return
+        unread = self.held + self.transport.get_write_buffer_size()
+        if unread >= CLIENT_BUFFER_BYTES:
+            self.paused = True
+            self.proxy.stats["clients_paused"] += 1
+            _log.warning(errors.PROXY_CLIENT_PAUSED.format(
+                client=self.state.id, size=unread, limit=CLIENT_BUFFER_BYTES))  # fmt: skip
+
     # -- replies out --
     def new_reply(self) -> _Reply:
         r = _Reply(self)
@@ -396,6 +470,7 @@ class Session(asyncio.Protocol):
     def local(self, data: bytes) -> None:
         """A reply the proxy makes itself."""
         self.queue.append(_Reply(self, data))
+        self._filled(len(data))
         self._mark()
 
     def _mark(self) -> None:
@@ -412,15 +487,23 @@ class Session(asyncio.Protocol):
         queue = self.queue
         out = []
         while queue and queue[0].data is not None:
-            out.append(cast(bytes, queue.popleft().data))
+            data = cast(bytes, queue.popleft().data)
+            self.held -= len(data)
+            self.made -= 1
+            out.append(data)
         if out:
             transport.write(b"".join(out))
         if self.closing and not queue:
             transport.close()
             return
-        if self.stalled and len(queue) < MAX_INFLIGHT // 2:
-            self.stalled = False
-            self.pump()
+        if self.stalled:
+            if self._room():
+                self.stalled = self.paused = False
+                if not self.closing:
+                    transport.resume_reading()
+                self.pump()
+            else:
+                self._note_pause()
 
     # -- talking to nodes --
     def conn_for(self, addr: Addr) -> NodeConn:
@@ -595,15 +678,20 @@ class Proxy:
     at a port the OS picks unless you give one. ``event_loop`` is ``"auto"`` (uvloop when it is
     installed, else asyncio's own loop), ``"asyncio"`` or ``"uvloop"``; ``loop_kind`` says which
     one runs. ``read_timeout``: seconds a node may take to answer a non-blocking command.
+    ``password``: clients must AUTH with it (``NOAUTH`` until then, as a server with
+    ``requirepass``), and the proxy AUTHs to the nodes with it (a lab's ``lab.password``).
     """
 
     def __init__(self, nodes: Iterable[Any], personality: str = "alibaba",
                  script_check_enable: bool = True, host: str = "127.0.0.1", port: int = 0,
-                 event_loop: str = "auto", read_timeout: float = READ_TIMEOUT) -> None:  # fmt: skip
+                 event_loop: str = "auto", read_timeout: float = READ_TIMEOUT,
+                 password: str | None = None) -> None:  # fmt: skip
         if event_loop not in EVENT_LOOPS:
             choices = ", ".join(EVENT_LOOPS)
             raise ValueError(f"unknown event_loop {event_loop!r}: choose one of {choices}")
-        self._rules = rules_for(personality, bool(script_check_enable))
+        #: Clients AUTH with it, and the proxy AUTHs to the nodes with it (None: no password).
+        self.password = password
+        self._rules = rules_for(personality, bool(script_check_enable), password)
         self.event_loop = event_loop
         #: The loop that runs the proxy, once started: "uvloop" or "asyncio".
         self.loop_kind = ""
@@ -616,7 +704,8 @@ class Proxy:
         #: Counters a notebook can print: commands, fanouts, redirects, scripts_rejected, ...
         self.stats: dict[str, int] = dict.fromkeys(
             ("commands", "connections", "fanouts", "redirects", "scripts_rejected",
-             "split_transactions", "unreachable", "slot_map_refreshes", "internal_errors"), 0)
+             "split_transactions", "unreachable", "slot_map_refreshes", "internal_errors",
+             "clients_paused"), 0)
         self._slots: list[Addr | None] = [None] * SLOT_COUNT
         self._masters: list[Addr] = []
         self._sessions: set[Session] = set()
@@ -750,13 +839,19 @@ class Proxy:
             try:
                 reader, writer = await asyncio.wait_for(asyncio.open_connection(*addr), 2)
                 try:
-                    writer.write(_pack(args))
+                    hello = self._hello(2)
+                    writer.write(hello + _pack(args))
                     parser = hiredis.Reader()
-                    while (reply := parser.gets()) is False:
-                        data = await asyncio.wait_for(reader.read(1 << 16), 5)
-                        if not data:
-                            raise ConnectionError("the node closed the connection")
-                        parser.feed(data)
+                    replies: list[Any] = []
+                    while len(replies) < 1 + bool(hello):
+                        while (reply := parser.gets()) is False:
+                            data = await asyncio.wait_for(reader.read(1 << 16), 5)
+                            if not data:
+                                raise ConnectionError("the node closed the connection")
+                            parser.feed(data)
+                        replies.append(reply)
+                    if hello and isinstance(replies[0], hiredis.ReplyError):
+                        raise redis.ResponseError(f"AUTH: {replies[0]}")
                 finally:
                     writer.close()
                 if isinstance(reply, hiredis.ReplyError):
@@ -845,6 +940,15 @@ class Proxy:
         else:
             idle.append(conn)
 
+    def _hello(self, proto: int) -> bytes:
+        """What a new node connection sends first: HELLO 3 for a RESP3 client, AUTH with the
+        password when there is one (the nodes ask for the same password as the proxy)."""
+        pw = self.password
+        if proto == 3:
+            return _HELLO3 if pw is None else _pack([b"HELLO", b"3", b"AUTH", b"default",
+                                                     pw.encode()])  # fmt: skip
+        return b"" if pw is None else _pack([b"AUTH", pw.encode()])
+
     def _mark_down(self, addr: Addr, why: str) -> None:
         self._down[addr] = (time.monotonic() + DOWN_BACKOFF, why)
 
@@ -861,6 +965,7 @@ class ProxyClient(redis.Redis):
 
     def __init__(self, proxy: Proxy, **kwargs: Any) -> None:
         self.proxy = proxy
+        kwargs.setdefault("password", proxy.password)
         super().__init__(host=proxy.host, port=proxy.port, **kwargs)
 
     def close(self) -> None:

@@ -19,7 +19,8 @@ class EmulatedBackend(Backend):
 
     ``masters`` nodes share the 16384 slots the way ``redis-cli --cluster create`` splits them;
     each has ``replicas`` replicas that always hold the same data. One background thread serves
-    every node; ``stop()`` closes the listeners and ends the thread.
+    every node; ``stop()`` closes the listeners and ends the thread. With a ``password`` every
+    node asks for it as a server with ``requirepass`` does (``NOAUTH`` until ``AUTH``).
     """
 
     name = "emulated"
@@ -27,13 +28,15 @@ class EmulatedBackend(Backend):
     #: (the server has no such limit; the threads are this emulator's cost of blocking).
     max_blocked_clients = 128
 
-    def __init__(self, masters: int = 3, replicas: int = 0) -> None:
+    def __init__(self, masters: int = 3, replicas: int = 0, password: str | None = None) -> None:
         if masters < 1:
             raise ValueError(f"masters must be at least 1, not {masters}")
         if replicas < 0:
             raise ValueError(f"replicas (per master) must be 0 or more, not {replicas}")
         self.masters = masters
         self.replicas = replicas
+        #: Every node and the standalone server ask for it (AUTH), as ``requirepass`` does.
+        self.password = password
         self.cluster = _Cluster()
         self._ids = itertools.count(1)
         self._stopped = False
@@ -174,7 +177,7 @@ class EmulatedBackend(Backend):
         """A plain fakeredis server (no cluster) on a loopback port; it stops with the lab."""
         if self._stopped:
             raise RuntimeError("this backend was stopped")
-        server, port = start_standalone(HOST)
+        server, port = start_standalone(HOST, self.password)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         self._standalone.append(server)
         return HOST, port

@@ -88,6 +88,8 @@ class _Client(asyncio.Protocol):
         self.local = "?"
         self.fd = -1
         self.sock: NodeSocket | None = None
+        #: ``c->authenticated``: a new connection is, only when the lab has no password.
+        self.authenticated = commands.authenticated_after_reset(backend.password)
 
     # ---- asyncio.Protocol -------------------------------------------------------------------
 
@@ -223,8 +225,8 @@ class _Client(asyncio.Protocol):
                 self.asking = False
 
     def _process(self, argv: list[bytes]) -> Any:
-        name = argv[0].lower()
-        if name in (b"host:", b"post"):
+        if commands.is_security_attack(argv):
+            commands.security_warning(LOG)
             self.close_after_reply = True  # securityWarningCommand: drop the connection
             return _NO_REPLY
         spec, problem = commands.check_command(argv)
@@ -236,6 +238,9 @@ class _Client(asyncio.Protocol):
             option = "enable-debug-command" if which == "DEBUG" else "enable-module-command"
             text = errors.PROTECTED_COMMAND.format(which=which, option=option)
             return self._reject(spec, text)
+        noauth = commands.auth_required(spec, self.authenticated)
+        if noauth is not None:
+            return self._reject(spec, noauth)
         flags = self.command_flags(spec, argv)
         is_exec = spec.name == "exec"
         if self.multi is not None and "no_multi" in spec.flags:
@@ -503,6 +508,7 @@ class _InternalClient(_Client):
     def __init__(self, backend: EmulatedBackend, node: _Node) -> None:
         super().__init__(backend, node)
         self.sock = NodeSocket(self.node.store, self)
+        self.authenticated = True  # a node acting on another, inside the lab
 
     def close(self) -> None:
         self.connection_lost(None)

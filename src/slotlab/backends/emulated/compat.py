@@ -15,8 +15,10 @@ says what to install. Set ``SLOTLAB_UNTESTED_FAKEREDIS=1`` to try an untested re
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import select
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
@@ -25,7 +27,9 @@ from typing import Any, Protocol
 import fakeredis
 import redis
 
+from slotlab import commands, errors
 from slotlab.backends.emulated.long_double import incr_float
+from slotlab.resp import ProtocolError, RequestReader, encode_command, error_reply
 
 #: The fakeredis releases the emulator is tested with: from the first to below the second.
 #: pyproject.toml and environment.yml declare the same range; CI tests both ends. 2.39 lacks
@@ -78,6 +82,7 @@ if _PROBLEM is not None:
     warnings.warn(_PROBLEM, RuntimeWarning, stacklevel=2)
 
 try:
+    from fakeredis._clients._tcp_server import TCPFakeRequestHandler
     from fakeredis._helpers import NoResponse, SimpleError, SimpleString
     from fakeredis._socket._fakesocket import FakeSocket
     from fakeredis._socket._resp import extract_command
@@ -369,10 +374,129 @@ def _long_double(current: bytes, increment: bytes) -> bytes:
         raise SimpleError(str(exc)) from None
 
 
-def start_standalone(host: str) -> tuple[Any, int]:
-    """A plain fakeredis server (no cluster) on a free port of ``host``: (server, port).
+_LOG = logging.getLogger("slotlab.emulated")
+
+
+class _GuardedHandler(TCPFakeRequestHandler):
+    """fakeredis's TCP connection with the server's first checks in front of it, in the server's
+    order (``processCommand``): an HTTP request drops the connection, then lookup and arity, then
+    NOAUTH until the client authenticates. AUTH, HELLO's AUTH option and RESET are answered here
+    with the rule the emulated nodes use (``slotlab.commands``); everything else runs on
+    fakeredis as before, one command at a time, so the replies keep their order."""
+
+    server: _GuardedServer
+
+    def setup(self) -> None:
+        super().setup()
+        self._requests = RequestReader()
+        self._authenticated = commands.authenticated_after_reset(self.server.password)
+
+    def _send_error(self, text: str) -> None:
+        self.wfile.write(error_reply(text))
+        self.wfile.flush()
+
+    def _drain(self) -> None:
+        conn = self.current_client
+        while conn.can_read():
+            try:
+                response = conn.read_response()
+            except redis.RedisError as exc:  # an error reply, raised the way redis-py does
+                response = exc
+            self.writer.dump(response)
+
+    def _run(self, argv: list[bytes]) -> None:
+        self.current_client.get_socket().sendall(encode_command(*argv))
+        self._drain()
+
+    def _command(self, argv: list[bytes]) -> bool:
+        """One request; False when the connection must close."""
+        if commands.is_security_attack(argv):
+            commands.security_warning(_LOG)
+            return False
+        name = argv[0].lower()
+        password = self.server.password
+        if not self._authenticated:
+            spec, problem = commands.check_command(argv)
+            if problem is None and spec is not None:
+                problem = commands.auth_required(spec, False)
+            if problem is not None:
+                self._send_error(problem)
+                return True
+        if name == b"config" and len(argv) > 1 and argv[1].lower() == b"set":
+            refused = commands.config_set_refusal(argv)
+            if refused is not None:
+                self._send_error(refused)
+                return True
+        if name == b"auth":
+            problem = commands.check_auth(argv, password)
+            if problem is not None:
+                self._send_error(problem)
+            else:
+                self._authenticated = True
+                self.wfile.write(b"+OK\r\n")
+                self.wfile.flush()
+            return True
+        if name == b"hello":
+            hello = commands.parse_hello(argv, password, self._authenticated)
+            if isinstance(hello, str):
+                self._send_error(hello)
+                return True
+            self._authenticated = self._authenticated or hello.authenticated
+            plain = [argv[0]] + ([str(hello.protocol).encode()] if hello.protocol else [])
+            if hello.name is not None:
+                plain += [b"SETNAME", hello.name]
+            self._run(plain)  # fakeredis's own HELLO, without the credentials
+            return True
+        self._run(argv)
+        if name == b"reset":
+            self._authenticated = commands.authenticated_after_reset(password)
+        return name != b"quit"
+
+    def handle(self) -> None:
+        sock = self.connection
+        while not self.server._shutdown_event.is_set():
+            try:
+                if self.current_client.can_read():  # a reply fakeredis pushed by itself
+                    self._drain()
+                    continue
+                readable, _, _ = select.select([sock], [], [], 0.01)
+                if not readable:
+                    continue
+                try:
+                    data = sock.recv(1 << 16)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    return
+                self._requests.feed(data)
+                while True:
+                    try:
+                        argv = self._requests.get_command()
+                    except ProtocolError as exc:
+                        self._send_error(errors.PROTOCOL_ERROR.format(reason=exc))
+                        return
+                    if argv is None:
+                        break
+                    if argv and not self._command(argv):
+                        return
+            except (ConnectionError, OSError):
+                return
+
+
+class _GuardedServer(fakeredis.TcpFakeServer):
+    """fakeredis's TCP server whose connections ask for ``password`` (None: no password)."""
+
+    def __init__(self, address: tuple[str, int], password: str | None) -> None:
+        self.password = password
+        super().__init__(address, server_version=(7, 0))
+        self.RequestHandlerClass = _GuardedHandler
+
+
+def start_standalone(host: str, password: str | None = None) -> tuple[Any, int]:
+    """A plain fakeredis server (no cluster) on a free port of ``host``: (server, port). With a
+    ``password`` it asks for it as a server with ``requirepass`` does.
 
     The caller runs ``server.serve_forever`` in a thread and stops it with ``shutdown()``.
     """
-    server = fakeredis.TcpFakeServer((host, 0), server_version=(7, 0))
+    server = _GuardedServer((host, 0), password)
     return server, int(server.server_address[1])

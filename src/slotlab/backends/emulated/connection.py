@@ -1,4 +1,5 @@
-"""Connection commands: ASKING, READONLY, READWRITE, QUIT, SELECT, RESET, HELLO, CLIENT SETNAME."""
+"""Connection commands: AUTH, ASKING, READONLY, READWRITE, QUIT, SELECT, RESET, HELLO, CLIENT
+SETNAME."""
 
 from __future__ import annotations
 
@@ -50,9 +51,19 @@ def _select(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
     return OK
 
 
+@_handles("auth")
+def _auth(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
+    problem = commands.check_auth(argv, c.backend.password)
+    if problem is not None:
+        return ErrorReply(problem)
+    c.authenticated = True
+    return OK
+
+
 @_handles("reset")
 def _reset(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
     c._discard()
+    c.authenticated = commands.authenticated_after_reset(c.backend.password)
     c.resp = 2
     c.asking = c.readonly = False
     sock = c.sock
@@ -76,9 +87,11 @@ def _client_setname(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
 
 @_handles("hello")
 def _hello(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
-    hello = commands.parse_hello(argv)
+    hello = commands.parse_hello(argv, c.backend.password, c.authenticated)
     if isinstance(hello, str):
         return ErrorReply(hello)
+    if hello.authenticated:
+        c.authenticated = True
     version, name = hello.protocol, hello.name
     sock = c.sock
     assert sock is not None

@@ -80,6 +80,7 @@ def _bitfield_ro(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
 def _migrate(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
     """MIGRATE between this lab's nodes: DUMP here, RESTORE-ASKING there, DEL here."""
     copy = replace = False
+    auth: tuple[bytes, bytes] | None = None  # AUTH <password> / AUTH2 <user> <password>
     first, num = 3, 1
     j = 6
     while j < len(argv):
@@ -90,8 +91,10 @@ def _migrate(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
         elif opt == b"replace":
             replace = True
         elif opt == b"auth" and more >= 1:
+            auth = (b"default", argv[j + 1])
             j += 1
         elif opt == b"auth2" and more >= 2:
+            auth = (argv[j + 1], argv[j + 2])
             j += 2
         elif opt == b"keys":
             if argv[3]:
@@ -115,8 +118,14 @@ def _migrate(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
     )  # fmt: skip
     if target is None:
         return ErrorReply(errors.MIGRATE_IOERR)
+    # The target sees AUTH first, then SELECT, then RESTORE-ASKING (migrateCommand).
+    password = c.backend.password
+    if auth is not None and not commands.credentials_ok(*auth, password):
+        return ErrorReply(errors.MIGRATE_TARGET_ERROR.format(error=errors.WRONGPASS))
     if db != 0:
         return ErrorReply(errors.MIGRATE_TARGET_ERROR.format(error=errors.SELECT_IN_CLUSTER))
+    if auth is None and not commands.authenticated_after_reset(password):
+        return ErrorReply(errors.MIGRATE_TARGET_ERROR.format(error=errors.NOAUTH))
     dumps = []
     for key in keys:
         dumped = c.fake([b"DUMP", key])

@@ -11,7 +11,7 @@ from typing import Any
 from slotlab import commands, errors
 from slotlab.backends.emulated.client import _Client
 from slotlab.backends.emulated.compat import FAKEREDIS_VERSION
-from slotlab.backends.emulated.helpers import HOST, REDIS_VERSION, _ll, _text
+from slotlab.backends.emulated.helpers import HOST, REDIS_VERSION, _from_fake, _ll, _text
 from slotlab.backends.emulated.registry import _handles
 from slotlab.commands import CommandSpec
 from slotlab.resp import (
@@ -44,6 +44,16 @@ def _role(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
     ]  # fmt: skip
 
 
+
+
+@_handles("config|set")
+def _config_set(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
+    """CONFIG SET: the server refuses immutable and protected configs (``dir``,
+    ``enable-module-command``...); the rest goes to fakeredis."""
+    refused = commands.config_set_refusal(argv)
+    if refused is not None:
+        return ErrorReply(refused)
+    return _from_fake(c.fake(argv))
 
 
 def _spec_by_name(name: bytes) -> CommandSpec | None:
