@@ -24,7 +24,8 @@ def available_backends() -> list[str]:
         find_redis_server()
         found.append("real")
     except RedisServerNotFound:
-        pass
+        if os.environ.get("SLOTLAB_REDIS_SERVER"):
+            raise  # a server asked for by name that does not run: say so, never fall back
     if importlib.util.find_spec("slotlab.backends.emulated") is not None:
         found.append("emulated")
     return found

@@ -289,7 +289,7 @@ class Lab:
         """A plain ``redis.Redis`` to node ``index``: no routing, so you meet MOVED yourself."""
         self._check_running()
         nodes = self.nodes
-        index = self._index_arg("node index", index)
+        index = self._index_arg("index", index)
         kwargs.setdefault("decode_responses", True)
         node = nodes[index]
         client = redis.Redis(host=node.host, port=node.port, **kwargs)
