@@ -46,6 +46,7 @@ class EmulatedBackend(Backend):
         self._internal: dict[str, _InternalClient] = {}
         self._standalone: list[Any] = []  # plain fakeredis servers (start_standalone)
         self._ready = threading.Event()
+        self._stop_event = asyncio.Event()  # set on the loop's thread by stop()
         note_started(self)
         self._build()
         try:
@@ -78,27 +79,33 @@ class EmulatedBackend(Backend):
 
     def _start(self) -> None:
         ready = self._ready
-        failure: list[BaseException] = []
+        failure: list[str] = []
 
         def serve() -> None:
-            loop = asyncio.new_event_loop()
+            try:
+                loop = asyncio.new_event_loop()
+            except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
+                failure.append(str(exc) or type(exc).__name__)  # no traceback kept alive
+                ready.set()
+                return
             self.loop = loop
             asyncio.set_event_loop(loop)
             try:
                 loop.run_until_complete(self._listen())
             except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
-                failure.append(exc)
+                failure.append(str(exc) or type(exc).__name__)
+                del exc
                 with contextlib.suppress(BaseException):  # the listeners opened before it
                     loop.run_until_complete(self._close_all())
-                ready.set()
                 loop.close()
+                ready.set()
                 return
             ready.set()
             try:
-                # stop() may have come first (an interrupt while the listeners opened): then it
-                # found no loop to stop, and the loop must not run; else run until stopped.
+                # stop() may have come first (an interrupt while the listeners opened): then
+                # the loop must not wait; else it serves until stop() sets _stop_event.
                 if not self._stopped:
-                    loop.run_forever()
+                    loop.run_until_complete(self._stop_event.wait())
             finally:
                 loop.run_until_complete(self._close_all())
                 loop.close()
@@ -202,5 +209,5 @@ class EmulatedBackend(Backend):
             loop = self.loop
             if loop is not None:
                 with contextlib.suppress(RuntimeError):  # the loop closed already
-                    loop.call_soon_threadsafe(loop.stop)
+                    loop.call_soon_threadsafe(self._stop_event.set)
             thread.join(timeout=10)
