@@ -330,9 +330,12 @@ def test_a_node_killed_from_outside_is_shown_down_and_explained(
         _wait_gone([pid], 5)
         topo = lab.topology()
         assert [n.down for n in topo] == [True, False, False]
-        assert str(topo).splitlines()[1].split()[:2] == ["0", "master"]
-        assert "(down)" in str(topo).splitlines()[1]
-        assert "lab.restart_node(0)" in str(topo)
+        row = str(topo).splitlines()[1]
+        if topo.nodes[0].failed:  # the others flagged it already (a slow machine): their word
+            assert row.split()[:3] == ["0", "master", "(failed)"]
+        else:
+            assert row.split()[:3] == ["0", "master", "(down)"]
+            assert row.endswith("-- down: lab.restart_node(0)")
         address = lab.nodes[0].address
         way_back = (
             f"node 0 ({address}) is down, its process is gone (killed?). Bring it back with "

@@ -124,8 +124,9 @@ class Topology:
                 what = f"{ranges} ({n.slot_count} slots)" if n.slots else "(none)"
             else:
                 what = f"replica of node {by_id.get(n.master_id or '', '?')}"
-            state = " (down)" if n.down else " (failed)" if n.failed else ""
-            if n.down:
+            # The cluster's own word first: "failed" once the others have flagged it.
+            state = " (failed)" if n.failed else " (down)" if n.down else ""
+            if n.down and not n.failed:
                 what += f"  -- down: lab.restart_node({n.index})"
             rows.append((str(n.index), n.role + state, n.address, what))
         widths = [max(len(r[i]) for r in rows) for i in range(3)]
