@@ -156,9 +156,13 @@ def test_an_interrupt_right_after_any_start_step_leaks_nothing(
 
 
 def _start_duration(backend: str) -> float:
-    t = time.monotonic()
-    start_lab(masters=2, backend=backend).stop()
-    return time.monotonic() - t
+    """The longest of three starts: on a busy machine one start says little."""
+    took = []
+    for _ in range(3):
+        t = time.monotonic()
+        start_lab(masters=2, backend=backend).stop()
+        took.append(time.monotonic() - t)
+    return max(took)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -196,7 +200,7 @@ def test_sigint_at_any_moment_of_a_start_leaks_nothing(backend: str) -> None:
                     lab.stop()
             lab = None
             assert _leaks(before) == [], f"{backend}: SIGINT at {duration * k / 20:.3f} s"
-        assert interrupted >= 10  # most offsets fall inside the start
+        assert interrupted >= 6  # a quarter of the offsets at least cut a start in two
     finally:
         signal.signal(signal.SIGINT, previous)
 
