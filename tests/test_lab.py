@@ -305,3 +305,57 @@ def test_the_emulated_backend_has_a_standalone_server_too() -> None:
         port = single.connection_pool.connection_kwargs["port"]
     with pytest.raises(redis.ConnectionError):
         redis.Redis(port=port, socket_connect_timeout=1).ping()
+
+
+# ---- faults that explain themselves -------------------------------------------------------
+
+
+def test_a_node_killed_from_outside_is_shown_down_and_explained(
+    real_server: real.ServerBinary,
+) -> None:
+    """``kill -9`` of node 0 (the node topology() used to ask first): topology() shows it
+    down, every operation that needs it names it and the way back, and restart_node(0) brings
+    it back with its slots."""
+    from slotlab.lab import NodeDownError
+
+    with slotlab.start_lab(masters=3, backend="real") as lab:
+        node0 = lab.node_client(0)
+        cluster = lab.cluster_client()
+        key = "{a}"  # slot 15495, on node 2: needs only the cluster to be up
+        own = next(k for k in ("b", "c", "d", "e") if lab.topology().node_for_slot(
+            slotlab.key_slot(k)).index == 0)  # fmt: skip
+        pid = lab.nodes[0].pid
+        assert pid is not None
+        os.kill(pid, 9)
+        _wait_gone([pid], 5)
+        topo = lab.topology()
+        assert [n.down for n in topo] == [True, False, False]
+        row = str(topo).splitlines()[1]
+        if topo.nodes[0].failed:  # the others flagged it already (a slow machine): their word
+            assert row.split()[:3] == ["0", "master", "(failed)"]
+        else:
+            assert row.split()[:3] == ["0", "master", "(down)"]
+            assert row.endswith("-- down: lab.restart_node(0)")
+        address = lab.nodes[0].address
+        way_back = (
+            f"node 0 ({address}) is down, its process is gone (killed?). Bring it back with "
+            "lab.restart_node(0) (real backend), or start afresh: lab.stop(), then "
+            "slotlab.start_lab()"
+        )
+        with pytest.raises(NodeDownError) as info:
+            lab.reset()
+        assert str(info.value) == f"lab.reset() cannot empty it: {way_back}"
+        with pytest.raises(NodeDownError) as info:
+            node0.get(own)
+        assert str(info.value) == f"GET failed: {way_back}"
+        with pytest.raises(NodeDownError) as info:
+            cluster.get(own)
+        assert str(info.value) == f"GET failed: {way_back}"
+        with pytest.raises(ValueError, match=r"^node 1 is running: restart_node brings back"):
+            lab.restart_node(1)
+        back = lab.restart_node(0)
+        assert (back.index, back.role, back.down, back.slots) == (0, "master", False, ((0, 5460),))
+        assert [n.down for n in lab.topology()] == [False, False, False]
+        lab.reset()
+        assert node0.set(own, "1") and node0.get(own) == "1"
+        assert cluster.set(key, "2") and cluster.get(key) == "2"

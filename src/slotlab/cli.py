@@ -24,7 +24,8 @@ def available_backends() -> list[str]:
         find_redis_server()
         found.append("real")
     except RedisServerNotFound:
-        pass
+        if os.environ.get("SLOTLAB_REDIS_SERVER"):
+            raise  # a server asked for by name that does not run: say so, never fall back
     if importlib.util.find_spec("slotlab.backends.emulated") is not None:
         found.append("emulated")
     return found
@@ -57,10 +58,13 @@ def _doctor(_: argparse.Namespace) -> int:
 
 
 def _keyslot(args: argparse.Namespace) -> int:
+    # The shell passes bytes; Python reads those that are not UTF-8 as surrogates
+    # (surrogateescape), and key_slot hashes them back as the very bytes the server would get.
     for key in args.keys:
         tag = hash_tag(key)
         how = f"hash tag {tag.decode(errors='backslashreplace')!r}" if tag else "whole key"
-        print(f"{key_slot(key):5d}  {key}  ({how})")
+        shown = key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        print(f"{key_slot(key):5d}  {shown}  ({how})")
     return 0
 
 
@@ -76,7 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     ks.add_argument("keys", nargs="+", metavar="KEY")
     ks.set_defaults(func=_keyslot)
     args = parser.parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except (ValueError, TypeError, RedisServerNotFound) as exc:
+        # A clear line, never a traceback: the message names the problem and the fix.
+        print(f"slotlab {args.command}: {exc}", file=sys.stderr)
+        return 2
     return result
 
 

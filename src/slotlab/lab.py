@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
+import functools
+import itertools
 import os
 import secrets
 import time
@@ -20,8 +23,9 @@ from typing import Any, Final
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import ClusterError
 
-from slotlab.backends.base import Backend, NodeAddress
+from slotlab.backends.base import Backend, NodeAddress, owning_starts
 from slotlab.migration import (
     MIGRATE_PIPELINE,
     MIGRATE_TIMEOUT_MS,
@@ -32,6 +36,28 @@ from slotlab.migration import (
 from slotlab.slots import SLOT_COUNT, key_slot
 
 BACKENDS = ("auto", "real", "emulated")
+
+#: Upper bounds sized for a laptop. Every node is a process (real backend) that gossips with
+#: every other node over the cluster bus, so the cost grows with the square of the node count.
+MAX_MASTERS = 32
+MAX_REPLICAS = 3
+MAX_NODES = 64
+
+
+class NodeDownError(redis.ConnectionError):
+    """A node this operation needs is not running; the message names it and the way back."""
+
+
+class LabStoppedError(redis.ConnectionError, RuntimeError):
+    """This lab (or the lab this client came from) was stopped; the message says by what."""
+
+
+def _node_down_text(index: int, address: str, doing: str) -> str:
+    return (
+        f"{doing}: node {index} ({address}) is down, its process is gone (killed?). Bring it "
+        f"back with lab.restart_node({index}) (real backend), or start afresh: lab.stop(), "
+        "then slotlab.start_lab()"
+    )
 
 
 @dataclass(frozen=True)
@@ -47,6 +73,8 @@ class NodeInfo:
     slots: tuple[tuple[int, int], ...]
     failed: bool = False
     """True when the cluster has marked this node as failed (``fail`` in its flags)."""
+    down: bool = False
+    """True when the node's process is not running: ``lab.restart_node(index)`` restarts it."""
 
     @property
     def address(self) -> str:
@@ -97,7 +125,11 @@ class Topology:
                 what = f"{ranges} ({n.slot_count} slots)" if n.slots else "(none)"
             else:
                 what = f"replica of node {by_id.get(n.master_id or '', '?')}"
-            rows.append((str(n.index), n.role + (" (failed)" if n.failed else ""), n.address, what))
+            # The cluster's own word first: "failed" once the others have flagged it.
+            state = " (failed)" if n.failed else " (down)" if n.down else ""
+            if n.down and not n.failed:
+                what += f"  -- down: lab.restart_node({n.index})"
+            rows.append((str(n.index), n.role + state, n.address, what))
         widths = [max(len(r[i]) for r in rows) for i in range(3)]
         return "\n".join(
             "  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3]
@@ -147,16 +179,28 @@ class Lab:
     interpreter exits if you forget to.
     """
 
+    _numbers = itertools.count(1)
+
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         #: The lab's password (every node, the standalone server and the proxy ask for it), or
         #: None for a lab started with ``start_lab(password=None)``. Clients the lab hands out
         #: carry it; ``connection_info()`` says how to connect with redis-cli.
         self.password: str | None = getattr(backend, "password", None)
+        self.number = next(Lab._numbers)
+        """Labs of this process are numbered from 1, so that messages can say which one."""
         self._clients: list[redis.Redis | RedisCluster] = []
         self._stopped = False
-        self._finalizer = weakref.finalize(self, Lab._finalize, backend, self._clients)
-        atexit.register(self._finalizer)
+        self._stopped_by: dict[str, str] = {}  # shared with the finalizer
+        self._finalizer = weakref.finalize(
+            self, Lab._finalize, backend, self._clients, self._stopped_by, self.number
+        )
+        atexit.register(functools.partial(Lab._at_exit, self._finalizer, self._stopped_by))
+
+    @staticmethod
+    def _at_exit(finalizer: Callable[[], Any], stopped_by: dict[str, str]) -> None:
+        stopped_by.setdefault("by", "the end of the Python process")
+        finalizer()
 
     # ---- what is running ------------------------------------------------------------------
 
@@ -177,7 +221,51 @@ class Lab:
 
     def _check_running(self) -> None:
         if self._stopped:
-            raise RuntimeError("this lab was stopped; start a new one with slotlab.start_lab()")
+            raise LabStoppedError(
+                f"this lab (lab {self.number}) was stopped by {self._stopped_by.get('by', '?')}; "
+                "start a new one with slotlab.start_lab()"
+            )
+
+    def _index_arg(self, what: str, index: object) -> int:
+        """``index`` as a node index of this lab (running or not), or a clear error."""
+        count = len(self.nodes)
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise TypeError(
+                f"{what} must be a node index, a whole number from 0 to {count - 1}, "
+                f"not {type(index).__name__} {index!r}"
+            )
+        if not 0 <= index < count:
+            raise IndexError(
+                f"{what} {index} is out of range: this lab has nodes 0 to {count - 1}"
+            )
+        return index
+
+    def _down(self) -> list[int]:
+        return [i for i in range(len(self.nodes)) if self.backend.is_down(i)]
+
+    def _guard(self, client: Any, node: int | None) -> None:
+        """Make ``client``'s commands explain a down node: a connection error while a node it
+        needs is down becomes a NodeDownError naming the node and the way back."""
+        inner = client.execute_command
+        lab_ref = weakref.ref(self)
+
+        def execute_command(*args: Any, **options: Any) -> Any:
+            try:
+                return inner(*args, **options)
+            except (redis.ConnectionError, redis.TimeoutError, ClusterError) as exc:
+                lab = lab_ref()
+                if lab is None or lab._stopped or isinstance(exc, LabStoppedError):
+                    raise
+                down = lab._down() if node is None else [node] if lab.backend.is_down(node) else []
+                if not down:
+                    raise
+                i = down[0]
+                what = " ".join(str(a) for a in args[:1])
+                raise NodeDownError(
+                    _node_down_text(i, lab.nodes[i].address, f"{what} failed")
+                ) from exc
+
+        client.execute_command = execute_command
 
     # ---- clients --------------------------------------------------------------------------
 
@@ -190,23 +278,31 @@ class Lab:
         kwargs.setdefault("decode_responses", True)
         kwargs.setdefault("password", self.password)
         startup = [ClusterNode(n.host, n.port) for n in self.nodes]
-        rc = RedisCluster(startup_nodes=startup, **kwargs)
+        try:
+            rc = RedisCluster(startup_nodes=startup, **kwargs)
+        except redis.RedisError as exc:
+            down = self._down()
+            if not down:
+                raise
+            i = down[0]
+            raise NodeDownError(
+                _node_down_text(i, self.nodes[i].address, "cluster_client() could not connect")
+            ) from exc
         self._clients.append(rc)
+        self._guard(rc, None)
         return rc
 
     def node_client(self, index: int, **kwargs: Any) -> redis.Redis:
         """A plain ``redis.Redis`` to node ``index``: no routing, so you meet MOVED yourself."""
         self._check_running()
         nodes = self.nodes
-        if not isinstance(index, int) or not 0 <= index < len(nodes):
-            raise IndexError(
-                f"node index {index!r} is out of range: this lab has nodes 0 to {len(nodes) - 1}"
-            )
+        index = self._index_arg("index", index)
         kwargs.setdefault("decode_responses", True)
         kwargs.setdefault("password", self.password)
         node = nodes[index]
         client = redis.Redis(host=node.host, port=node.port, **kwargs)
         self._clients.append(client)
+        self._guard(client, index)
         return client
 
     def standalone_client(self, **kwargs: Any) -> redis.Redis:
@@ -264,22 +360,46 @@ class Lab:
         """Which node owns which slots, read from the cluster (``CLUSTER NODES``)."""
         self._check_running()
         nodes = self.nodes
+        down = self._down()
         for i, node in enumerate(nodes):  # the first live node answers
-            if self.backend.is_down(i):
+            if i in down:
                 continue
-            with redis.Redis(host=node.host, port=node.port, password=self.password,
-                             decode_responses=True) as r:  # fmt: skip
-                text = r.execute_command("CLUSTER", "NODES")
-            return parse_cluster_nodes(str(text), [n.node_id for n in nodes])
-        raise RuntimeError("every node of this lab is down; start a new one")
+            try:
+                with redis.Redis(
+                    host=node.host, port=node.port, password=self.password,
+                    decode_responses=True,
+                    socket_timeout=5, socket_connect_timeout=2,
+                ) as r:  # fmt: skip
+                    text = r.execute_command("CLUSTER", "NODES")
+            except redis.ConnectionError:
+                continue  # it died a moment ago: ask the next one
+            topo = parse_cluster_nodes(str(text), [n.node_id for n in nodes])
+            down = self._down()
+            if not down:
+                return topo
+            # The others may still list a dead node as a healthy master for a while
+            # (cluster-node-timeout): say what this process knows, that it is down.
+            return Topology(
+                tuple(dataclasses.replace(n, down=n.index in down) for n in topo.nodes)
+            )
+        raise NodeDownError(
+            "topology(): every node of this lab is down. Bring one back with "
+            "lab.restart_node(0) (real backend), or start afresh: lab.stop(), then "
+            "slotlab.start_lab()"
+        )
 
     def reset(self) -> None:
         """Empty every node (FLUSHALL) and its script cache (SCRIPT FLUSH); the cluster stays."""
         self._check_running()
         topo = self.topology()
         for info in topo:
-            if self.backend.is_down(info.index):
-                continue
+            if info.down and info.role == "master" and info.slots:
+                raise NodeDownError(
+                    _node_down_text(info.index, info.address, "lab.reset() cannot empty it")
+                )
+        for info in topo:
+            if info.down:
+                continue  # a replica, or a master whose slots a replica took over
             with redis.Redis(host=info.host, port=info.port, password=self.password) as r:
                 if info.role == "master":
                     r.flushall()
@@ -289,18 +409,13 @@ class Lab:
 
     def _check_index(self, what: str, index: object) -> int:
         """``index`` as a node index of this lab, or a clear error."""
-        count = len(self.nodes)
-        if isinstance(index, bool) or not isinstance(index, int):
-            raise TypeError(
-                f"{what} must be a node index, a whole number from 0 to {count - 1}, "
-                f"not {type(index).__name__} {index!r}"
-            )
-        if not 0 <= index < count:
-            raise IndexError(
-                f"{what} {index} is out of range: this lab has nodes 0 to {count - 1}"
-            )
+        self._index_arg(what, index)
+        assert isinstance(index, int)
         if self.backend.is_down(index):
-            raise ValueError(f"{what} {index} is down (kill_node killed it); pick a live node")
+            raise ValueError(
+                f"{what} {index} is down (its process is gone); pick a live node, or bring it "
+                f"back with lab.restart_node({index})"
+            )
         return index
 
     def _master_index(self, what: str, index: object, topo: Topology) -> int:
@@ -632,6 +747,26 @@ class Lab:
                 )
             time.sleep(0.01)
 
+    def restart_node(self, index: int) -> NodeInfo:
+        """Start node ``index`` again after it died (``kill_node``, or ``kill -9`` from a
+        shell), and wait until every node knows it again; returns how the cluster sees it.
+
+        On the real backend the node comes back with its node ID and its slots (unless a
+        replica took them over meanwhile; then it rejoins as that replica's replica), but empty
+        of keys: this lab keeps nothing on disk. The emulated backend's nodes cannot die.
+        """
+        self._check_running()
+        i = self._index_arg("index", index)
+        if not self.backend.is_down(i):
+            if self.backend.name != "real":
+                self.backend.restart_node(i)  # raises NotModelled, naming the real backend
+            raise ValueError(
+                f"node {i} is running: restart_node brings back a node that is down "
+                "(lab.topology() shows which are)"
+            )
+        self.backend.restart_node(i)
+        return self.topology().nodes[i]
+
     # ---- connecting from outside ----------------------------------------------------------
 
     def connection_info(self, show: bool = True) -> dict[str, Any]:
@@ -663,13 +798,33 @@ class Lab:
         if self._stopped:
             return
         self._stopped = True
+        self._stopped_by.setdefault("by", "lab.stop()")
         self._finalizer()
 
     @staticmethod
-    def _finalize(backend: Backend, clients: list[redis.Redis | RedisCluster]) -> None:
+    def _finalize(
+        backend: Backend,
+        clients: list[redis.Redis | RedisCluster],
+        stopped_by: dict[str, str],
+        number: int,
+    ) -> None:
+        if "by" not in stopped_by:
+            # Nothing refers to the lab any more: most often a start cell ran again and
+            # rebound `lab`. Say so, since the old clients stop working now.
+            stopped_by["by"] = (
+                "slotlab when nothing referred to it any more (a start cell ran again?)"
+            )
+            print(f"slotlab: stopping lab {number} ({backend.describe()}): nothing refers "
+                  "to it any more")
+        message = (
+            f"the lab this client belonged to (lab {number}) was stopped by "
+            f"{stopped_by['by']}; take a new client from a running lab "
+            "(slotlab.start_lab() starts one)"
+        )
         for c in clients:
             with contextlib.suppress(Exception):  # closing must not stop the shutdown
                 c.close()
+            _refuse_commands(c, message)
         clients.clear()
         backend.stop()
 
@@ -695,6 +850,61 @@ class _Random:
 RANDOM_PASSWORD: Final = _Random()
 
 
+def _refuse_commands(client: Any, message: str) -> None:
+    """Make every later command of ``client`` raise LabStoppedError(message) instead of
+    redis-py's connection error about a server that is no longer there."""
+
+    def refuse(*args: Any, **options: Any) -> Any:
+        raise LabStoppedError(message)
+
+    client.execute_command = refuse
+    pool = getattr(client, "connection_pool", None)
+    if pool is not None:
+        pool.get_connection = refuse
+
+
+def check_start_args(masters: object, replicas: object, backend: object) -> str:
+    """The backend choice ("auto", "real" or "emulated") for ``start_lab``'s arguments, or a
+    clear error naming the bad one and the fix."""
+    if backend is not None and not isinstance(backend, str):
+        raise TypeError(
+            f"backend must be a name, one of {', '.join(map(repr, BACKENDS))}, "
+            f"not {type(backend).__name__} {backend!r}"
+        )
+    choice = (backend or os.environ.get("SLOTLAB_BACKEND") or "auto").strip().lower()
+    if choice not in BACKENDS:
+        raise ValueError(
+            f"unknown backend {choice!r}: choose one of {', '.join(BACKENDS)} "
+            "(argument backend= or $SLOTLAB_BACKEND)"
+        )
+    for name, value, low in (("masters", masters, 1), ("replicas", replicas, 0)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(
+                f"{name} must be a whole number (an int), not {type(value).__name__} {value!r}"
+            )
+        if value < low:
+            raise ValueError(f"{name} must be {low} or more, not {value}")
+    assert isinstance(masters, int) and isinstance(replicas, int)
+    if masters > MAX_MASTERS:
+        raise ValueError(
+            f"masters={masters} is more than a lab allows ({MAX_MASTERS}): every node is a "
+            "server that gossips with every other node, so the load grows with the square of "
+            f"the node count and {masters} masters would swamp a laptop. The lessons use 3."
+        )
+    if replicas > MAX_REPLICAS:
+        raise ValueError(
+            f"replicas={replicas} per master is more than a lab allows ({MAX_REPLICAS}): each "
+            "replica is one more server per master, and one is enough to show a failover."
+        )
+    if masters * (1 + replicas) > MAX_NODES:
+        raise ValueError(
+            f"masters={masters} with replicas={replicas} makes {masters * (1 + replicas)} "
+            f"nodes, more than a lab allows ({MAX_NODES}): the load grows with the square of "
+            "the node count. Use fewer masters or replicas."
+        )
+    return choice
+
+
 def start_lab(
     masters: int = 3,
     replicas: int = 0,
@@ -713,16 +923,7 @@ def start_lab(
     ``$SLOTLAB_BACKEND``): real when a redis-server 7.0+ is found, else emulated. It prints one
     line saying which backend started.
     """
-    choice = (backend or os.environ.get("SLOTLAB_BACKEND") or "auto").strip().lower()
-    if choice not in BACKENDS:
-        raise ValueError(
-            f"unknown backend {choice!r}: choose one of {', '.join(BACKENDS)} "
-            "(argument backend= or $SLOTLAB_BACKEND)"
-        )
-    if not isinstance(masters, int) or masters < 1 or masters > SLOT_COUNT:
-        raise ValueError(f"masters must be a whole number from 1 to {SLOT_COUNT}, not {masters!r}")
-    if not isinstance(replicas, int) or replicas < 0:
-        raise ValueError(f"replicas (per master) must be 0 or more, not {replicas!r}")
+    choice = check_start_args(masters, replicas, backend)
     if isinstance(password, _Random):
         password = secrets.token_urlsafe(16)
     elif password is not None and (not isinstance(password, str) or not password):
@@ -735,6 +936,8 @@ def start_lab(
         try:
             server = find_redis_server()
         except RedisServerNotFound:
+            if os.environ.get("SLOTLAB_REDIS_SERVER"):
+                raise  # asked for a server by name: falling back would hide the mistake
             choice = "emulated"
             note = " (no redis-server 7.0+ was found)"
         else:
@@ -742,12 +945,16 @@ def start_lab(
     else:
         server, note = None, ""
     lab: Lab
-    if choice == "emulated":
-        from slotlab.backends.emulated import EmulatedBackend
+    # Whatever interrupts the start (Ctrl-C, a node that fails to come up), the nodes started
+    # so far stop: owning_starts() stops every backend constructed inside it if it fails.
+    with owning_starts():
+        if choice == "emulated":
+            from slotlab.backends.emulated import EmulatedBackend
 
-        lab = Lab(EmulatedBackend(masters=masters, replicas=replicas, password=password))
-    else:
-        lab = Lab(RealBackend(masters=masters, replicas=replicas, server=server, password=password))
+            lab = Lab(EmulatedBackend(masters=masters, replicas=replicas, password=password))
+        else:
+            real = RealBackend(masters=masters, replicas=replicas, server=server, password=password)
+            lab = Lab(real)
     # One line, so a learner always knows which backend answers (the sanitizer folds it, so
     # stored outputs are the same on every backend).
     print(f"slotlab: {lab.backend.describe()}{note}")

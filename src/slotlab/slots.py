@@ -88,7 +88,7 @@ def _key_bytes(key: object, func: str, index: int | None = None) -> bytes:
     if type(key) is bytes:
         return key
     if isinstance(key, str):
-        return key.encode("utf-8")
+        return _str_bytes(key, func, index)
     if isinstance(key, bytes):  # a subclass, e.g. numpy.bytes_
         return bytes(key)
     try:
@@ -96,6 +96,21 @@ def _key_bytes(key: object, func: str, index: int | None = None) -> bytes:
     except TypeError:
         raise _type_error(func, key, index) from None
     return view.tobytes()
+
+
+def _str_bytes(key: str, func: str, index: int | None = None) -> bytes:
+    """A str key's bytes: UTF-8, with ``surrogateescape`` so that bytes that are not UTF-8 (a
+    shell argument such as ``$'\\xff'``, read by Python as ``'\\udcff'``) hash as those very
+    bytes, the way the server sees them. A lone surrogate of another kind has no bytes at all."""
+    try:
+        return key.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError as exc:
+        where = "its key" if index is None else f"item {index}"
+        raise UnicodeEncodeError(
+            "utf-8", key, exc.start, exc.end,
+            f"{func or 'key_slots'}() cannot hash {where}: a lone surrogate is not a character "
+            "any client can send; pass the key as bytes",
+        ) from None
 
 
 def _tag_bounds(data: bytes) -> tuple[int, int] | None:
@@ -380,6 +395,12 @@ def key_slots(keys: Sequence[Key]) -> npt.NDArray[np.int64]:
     with a lookup table. The result is int64 so that arithmetic on slots cannot overflow;
     every slot is below 16384, so ``.astype(numpy.uint16)`` is lossless if memory matters.
     """
+    if isinstance(keys, str | bytes | bytearray | memoryview):
+        raise TypeError(
+            f"key_slots() takes a sequence of keys, not one {type(keys).__name__} key (which "
+            f"would be hashed character by character): for one key use key_slot({keys!r}), "
+            f"or key_slots([{keys!r}])"
+        )
     n = len(keys)
     if n < _SMALL:
         return _per_key(keys, 0)

@@ -1,9 +1,10 @@
 """Kill a lab's redis-servers if the lab's owner dies without stopping them.
 
-Run as a separate process by the real backend, with only the standard library (``python -I -S``).
-It reads lines on stdin: ``dir PATH`` (the lab's temporary directory), ``pid N`` (a server to
-watch) and ``done`` (the owner stopped everything itself). When stdin closes without ``done`` --
-the owner exited or was killed, even by SIGKILL -- it terminates every watched server, kills
+Run as a separate process by the real backend, with only the standard library (``python -I -S``),
+as ``_reaper.py DIR`` (the lab's temporary directory). It reads lines on stdin: ``pid N`` (a
+server to watch) and ``done`` (the owner stopped everything itself). When stdin closes without
+``done`` -- the owner exited or was killed, even by SIGKILL -- it terminates every watched
+server and every other process working in DIR (one whose PID an interrupt kept from us), kills
 those still alive after a second, and removes the directory.
 """
 
@@ -32,19 +33,49 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def main() -> None:
-    for sig in (signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_IGN)
-    pids: list[int] = []
-    workdir = ""
-    for raw in sys.stdin:
-        word, _, arg = raw.strip().partition(" ")
-        if word == "pid":
-            pids.append(int(arg))
-        elif word == "dir":
-            workdir = arg
-        elif word == "done":
-            return
+def _in_dir(pid: int, workdir: str) -> bool:
+    """True when process ``pid`` works in ``workdir`` (its cwd, even once deleted) or names it
+    in its command line (a process just started, before redis-server renames its title)."""
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        cwd = ""
+    if cwd in (workdir, workdir + " (deleted)"):
+        return True
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = f.read().split(b"\0")
+    except OSError:
+        return False
+    return os.fsencode(workdir) in args
+
+
+def lab_processes(workdir: str, spare: int) -> list[int]:
+    """Every process of ours (same user) working in ``workdir``, except ``spare``."""
+    if not workdir or not os.path.isdir("/proc"):
+        return []
+    found = []
+    uid = os.getuid()
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) in (spare, os.getpid()):
+            continue
+        try:
+            if os.stat(f"/proc/{name}").st_uid != uid:
+                continue
+        except OSError:
+            continue
+        if _in_dir(int(name), workdir) and _alive(int(name)):
+            found.append(int(name))
+    return found
+
+
+def sweep(workdir: str, spare: int) -> None:
+    """Stop every process of ours working in ``workdir`` (see :func:`lab_processes`)."""
+    _stop(lab_processes(workdir, spare))
+
+
+def _stop(pids: list[int]) -> None:
+    """SIGTERM, then SIGKILL for those still alive after a second."""
     for pid in pids:
         if _alive(pid):
             with contextlib.suppress(ProcessLookupError):
@@ -56,7 +87,22 @@ def main() -> None:
         if _alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def main() -> None:
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    workdir = sys.argv[1] if len(sys.argv) > 1 else ""
+    pids: list[int] = []
+    for raw in sys.stdin:
+        word, _, arg = raw.strip().partition(" ")
+        if word == "pid":
+            pids.append(int(arg))
+        elif word == "done":
+            return
+    _stop(pids)
     if workdir and os.path.basename(workdir).startswith("slotlab-"):
+        sweep(workdir, spare=os.getpid())
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import abc
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 
@@ -42,6 +46,65 @@ def split_slots(masters: int, slot_count: int = 16384) -> list[tuple[int, int]]:
         first = last + 1
         cursor += per_node
     return ranges
+
+
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def owning_starts() -> Iterator[list[Backend]]:
+    """Stop every backend constructed inside the block if the block does not complete.
+
+    ``start_lab`` starts a backend and then wraps it in a Lab; an interrupt landing between the
+    two (after the backend's ``__init__`` returned, before anyone holds it) would leak its
+    nodes. Each backend calls :func:`note_started` first thing, so the block knows it.
+    """
+    outer = getattr(_local, "started", None)
+    started: list[Backend] = []
+    _local.started = started
+    try:
+        yield started
+    except BaseException:
+        for backend in started:
+            with contextlib.suppress(Exception):
+                backend.stop()
+        raise
+    finally:
+        _local.started = outer
+
+
+def note_started(backend: Backend) -> None:
+    """Record ``backend`` with the innermost :func:`owning_starts` block, if any."""
+    started = getattr(_local, "started", None)
+    if started is not None:
+        started.append(backend)
+
+
+@contextlib.contextmanager
+def sigint_deferred() -> Iterator[None]:
+    """Hold back Ctrl-C (SIGINT) for a few lines that must not be cut in two, such as starting a
+    process and recording its PID; the interrupt is raised right after them.
+
+    Only the main thread receives signals in Python; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    except ValueError:  # not the main interpreter
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            if callable(previous):
+                previous(signal.SIGINT, None)
+            elif previous == signal.SIG_DFL:
+                raise KeyboardInterrupt
 
 
 class NotModelled(NotImplementedError):
@@ -113,5 +176,12 @@ class Backend(abc.ABC):
         )
 
     def is_down(self, index: int) -> bool:
-        """True for a node this backend killed."""
+        """True for a node that is not running (killed by ``kill_node`` or from outside)."""
         return False
+
+    def restart_node(self, index: int) -> NodeAddress:
+        """Start node ``index`` again after it died, with its node ID and slots."""
+        raise not_modelled(
+            "restarting a node",
+            "runs every node in this process, so no node can die on its own",
+        )

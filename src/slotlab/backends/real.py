@@ -25,7 +25,14 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from slotlab.backends.base import Backend, NodeAddress, split_slots
+from slotlab.backends._reaper import sweep
+from slotlab.backends.base import (
+    Backend,
+    NodeAddress,
+    note_started,
+    sigint_deferred,
+    split_slots,
+)
 
 MIN_VERSION = (7, 0, 0)
 STARTUP_TIMEOUT = 10.0
@@ -154,15 +161,17 @@ class _Reaper:
     """A tiny watchdog process: if our pipe to it closes without 'done', it kills the servers."""
 
     def __init__(self, workdir: str) -> None:
+        # The directory is in its argv and is its working directory, so that a sweep of the
+        # directory's processes finds the reaper too if an interrupt lost its Popen object.
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(_REAPER)],
+            [sys.executable, "-I", "-S", str(_REAPER), workdir],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
             close_fds=True,
+            cwd=workdir,
         )
-        self._send(f"dir {workdir}")
 
     def _send(self, line: str) -> None:
         assert self.proc.stdin is not None
@@ -220,19 +229,27 @@ class RealBackend(Backend):
             raise ValueError(f"masters must be at least 1, not {masters}")
         if replicas < 0:
             raise ValueError(f"replicas (per master) must be 0 or more, not {replicas}")
-        self.server = server or find_redis_server()
-        self.masters = masters
-        self.replicas = replicas
-        #: ``requirepass`` and ``masterauth`` of every node (None: no password).
-        self.password = password
-        self.workdir = tempfile.mkdtemp(prefix="slotlab-")  # mode 0700: ours alone
-        self._conf = self._write_conf()
+        # Every attribute stop() reads exists before anything starts, so that stop() cleans up
+        # after an interrupt landing anywhere below.
         self._servers: list[_Server] = []  # ready nodes, masters first
         self._spawned: list[_Server] = []  # every process started, for stop()
         self._killed: set[int] = set()  # indices into _servers of nodes kill_node() killed
         self._stopped = False
-        self._reaper = _Reaper(self.workdir)
+        self._reaper: _Reaper | None = None
+        self.workdir = ""
+        self.masters = masters
+        self.replicas = replicas
+        #: ``requirepass`` and ``masterauth`` of every node (None: no password).
+        self.password = password
+        self._conf = ""
+        note_started(self)
         try:
+            self.server = server or find_redis_server()
+            with sigint_deferred():
+                self.workdir = tempfile.mkdtemp(prefix="slotlab-")  # mode 0700: ours alone
+            self._conf = self._write_conf()
+            with sigint_deferred():
+                self._reaper = _Reaper(self.workdir)
             self._start_all()
             self._form()
         except BaseException:
@@ -253,9 +270,14 @@ class RealBackend(Backend):
                 f.write(f'requirepass "{quoted}"\nmasterauth "{quoted}"\n')
         return str(path)
 
-    def _spawn(self, taken: set[int], cluster: bool = True) -> _Server:
-        port = free_port(taken)
-        cport = free_port(taken) if cluster else 0
+    def _spawn(
+        self, taken: set[int], cluster: bool = True, ports: tuple[int, int] | None = None
+    ) -> _Server:
+        if ports is None:
+            port = free_port(taken)
+            cport = free_port(taken) if cluster else 0
+        else:
+            port, cport = ports  # a node restarted on its own ports, with its nodes file
         log = Path(self.workdir) / f"redis-{port}.log"
         cluster_args = [
             "--cluster-enabled", "yes",
@@ -280,17 +302,22 @@ class RealBackend(Backend):
             "--daemonize", "no",
             "--loglevel", "notice",
         ]  # fmt: skip
-        proc = subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            close_fds=True,
-        )
-        self._reaper.watch(proc.pid)
-        srv = _Server(port, cport, proc, log, cluster)
-        self._spawned.append(srv)
+        # Started and recorded in one piece: a Ctrl-C landing inside Popen would otherwise leave
+        # a server nobody knows the PID of. Its cwd is the lab's directory: sweep() finds it.
+        with sigint_deferred():
+            proc = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                close_fds=True,
+                cwd=self.workdir,
+            )
+            srv = _Server(port, cport, proc, log, cluster)
+            self._spawned.append(srv)
+            if self._reaper is not None:
+                self._reaper.watch(proc.pid)
         return srv
 
     def _wait_ready(self, srv: _Server, deadline: float) -> str:
@@ -497,7 +524,7 @@ class RealBackend(Backend):
                 )
         else:
             raise LabStartError("other programs kept taking the free ports; tried 20 times")
-        live = [s for i, s in enumerate(self._servers) if i not in self._killed]
+        live = [s for i, s in enumerate(self._servers) if not self.is_down(i)]
         with self._client(srv) as c:
             for other in live:
                 c.execute_command("CLUSTER", "MEET", "127.0.0.1", other.port, other.cluster_port)
@@ -555,7 +582,32 @@ class RealBackend(Backend):
             srv.proc.wait(timeout=5)
 
     def is_down(self, index: int) -> bool:
-        return index in self._killed
+        """True for a node kill_node() killed, or whose process died (``kill -9`` from a shell)."""
+        return index in self._killed or self._servers[index].proc.poll() is not None
+
+    def restart_node(self, index: int) -> NodeAddress:
+        """Start node ``index`` again on its own ports with its own nodes file: it comes back
+        with its node ID and, unless a replica took them over meanwhile, its slots (empty of
+        keys: this lab keeps no data on disk). Waits until every live node knows it again."""
+        if self._stopped:
+            raise RuntimeError("this backend was stopped")
+        old = self._servers[index]
+        if old.proc.poll() is None:
+            raise ValueError(f"node {index} is running; only a node that is down can restart")
+        srv = self._spawn(set(), ports=(old.port, old.cluster_port))
+        state = self._wait_ready(srv, time.monotonic() + STARTUP_TIMEOUT)
+        if state != "ready":
+            self._kill(srv)
+            why = "another program took its port" if state == "port-taken" else "it failed"
+            raise LabStartError(
+                f"node {index} on port {old.port} did not come back: {why}. "
+                f"Its log ends:\n{srv.log_tail()}"
+            )
+        self._servers[index] = srv
+        self._killed.discard(index)
+        live = [s for i, s in enumerate(self._servers) if not self.is_down(i)]
+        self._wait_known(srv, live)
+        return NodeAddress("127.0.0.1", srv.port, srv.node_id, srv.proc.pid)
 
     def pids(self) -> list[int]:
         """The process IDs of the servers this backend started."""
@@ -590,5 +642,9 @@ class RealBackend(Backend):
             except subprocess.TimeoutExpired:
                 srv.proc.kill()
                 srv.proc.wait(timeout=3)
-        self._reaper.release()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if self._reaper is not None:
+            self._reaper.release()
+        if self.workdir:
+            # Any process of this lab that an interrupt hid from us (its Popen never returned).
+            sweep(self.workdir, spare=os.getpid())
+            shutil.rmtree(self.workdir, ignore_errors=True)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import threading
 from typing import Any
 
-from slotlab.backends.base import Backend, NodeAddress, split_slots
+from slotlab.backends.base import Backend, NodeAddress, note_started, split_slots
 from slotlab.backends.emulated.client import _Client, _InternalClient
 from slotlab.backends.emulated.cluster import _Cluster, _Node
 from slotlab.backends.emulated.compat import FAKEREDIS_VERSION, start_standalone
@@ -47,6 +48,9 @@ class EmulatedBackend(Backend):
         self.blocked_clients = 0
         self._internal: dict[str, _InternalClient] = {}
         self._standalone: list[Any] = []  # plain fakeredis servers (start_standalone)
+        self._ready = threading.Event()
+        self._stop_event = asyncio.Event()  # set on the loop's thread by stop()
+        note_started(self)
         self._build()
         try:
             self._start()
@@ -77,23 +81,34 @@ class EmulatedBackend(Backend):
             index += 1
 
     def _start(self) -> None:
-        ready = threading.Event()
-        failure: list[BaseException] = []
+        ready = self._ready
+        failure: list[str] = []
 
         def serve() -> None:
-            loop = asyncio.new_event_loop()
+            try:
+                loop = asyncio.new_event_loop()
+            except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
+                failure.append(str(exc) or type(exc).__name__)  # no traceback kept alive
+                ready.set()
+                return
             self.loop = loop
             asyncio.set_event_loop(loop)
             try:
                 loop.run_until_complete(self._listen())
             except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
-                failure.append(exc)
-                ready.set()
+                failure.append(str(exc) or type(exc).__name__)
+                del exc
+                with contextlib.suppress(BaseException):  # the listeners opened before it
+                    loop.run_until_complete(self._close_all())
                 loop.close()
+                ready.set()
                 return
             ready.set()
             try:
-                loop.run_forever()
+                # stop() may have come first (an interrupt while the listeners opened): then
+                # the loop must not wait; else it serves until stop() sets _stop_event.
+                if not self._stopped:
+                    loop.run_until_complete(self._stop_event.wait())
             finally:
                 loop.run_until_complete(self._close_all())
                 loop.close()
@@ -189,7 +204,13 @@ class EmulatedBackend(Backend):
         for server in self._standalone:
             server.shutdown()
             server.server_close()
-        loop, thread = self.loop, self._thread
-        if loop is not None and thread is not None and thread.is_alive():
-            loop.call_soon_threadsafe(loop.stop)
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            # The loop thread may still be opening listeners: wait until it has (or failed), so
+            # that it sees _stopped and closes them, or runs the loop we now stop.
+            self._ready.wait(30)
+            loop = self.loop
+            if loop is not None:
+                with contextlib.suppress(RuntimeError):  # the loop closed already
+                    loop.call_soon_threadsafe(self._stop_event.set)
             thread.join(timeout=10)
