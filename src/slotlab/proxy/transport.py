@@ -858,7 +858,7 @@ class Proxy:
                     raise redis.ResponseError(str(reply))
                 return reply
             except (OSError, asyncio.TimeoutError, redis.RedisError) as exc:
-                problems.append(f"{addr[0]}:{addr[1]}: {exc or type(exc).__name__}")
+                problems.append(f"{addr[0]}:{addr[1]}: {str(exc) or type(exc).__name__}")
         raise ProxyError(f"no node answered {args[0].decode()}: " + "; ".join(problems))
 
     async def _load_slot_map(self) -> None:
