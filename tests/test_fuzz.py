@@ -91,7 +91,8 @@ def _ping(sock: socket.socket) -> None:
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    with start_lab(masters=3, backend="emulated") as running:
+    # Raw frames, no AUTH first: this lab is started without a password, explicitly.
+    with start_lab(masters=3, backend="emulated", password=None) as running:
         yield running
 
 
