@@ -92,16 +92,14 @@ def timed(run: Callable[[], object]) -> float:
         gc.enable()
 
 
-def measure(
+def time_interleaved(
+    rows: list[Row],
     cases: Sequence[tuple[str, Callable[[], object], list[str]]],
-    reader: Any,
     runs: int,
-    setup: Callable[[], object] | None = None,
+    setup: Callable[[], object] | None,
 ) -> list[Row]:
-    """Check every case, then time the correct ones ``runs`` times, INTERLEAVED (one run of
-    each per round), so that a busy machine slows them all alike; keep each median. ``setup``
-    runs before every timed run (untimed)."""
-    rows = [check(name, run, keys, reader) for name, run, keys in cases]
+    """Time every case whose check passed ``runs`` times, INTERLEAVED (one run of each per
+    round), so that a busy machine slows them all alike; keep each median in its row."""
     times: dict[str, list[float]] = {r.name: [] for r in rows if not r.error}
     for _ in range(runs):
         for name, run, _keys in cases:
@@ -113,6 +111,19 @@ def measure(
         if r.name in times:
             r.median = statistics.median(times[r.name])
     return rows
+
+
+def measure(
+    cases: Sequence[tuple[str, Callable[[], object], list[str]]],
+    reader: Any,
+    runs: int,
+    setup: Callable[[], object] | None = None,
+) -> list[Row]:
+    """Check every case, then time the correct ones ``runs`` times, INTERLEAVED (one run of
+    each per round), so that a busy machine slows them all alike; keep each median. ``setup``
+    runs before every timed run (untimed)."""
+    rows = [check(name, run, keys, reader) for name, run, keys in cases]
+    return time_interleaved(rows, cases, runs, setup)
 
 
 def print_setting(
@@ -186,17 +197,7 @@ def measure_reads(
         if setup is not None:
             setup()
         rows.append(check_read(name, run, keys))
-    times: dict[str, list[float]] = {r.name: [] for r in rows if not r.error}
-    for _ in range(runs):
-        for name, run, _keys in cases:
-            if name in times:
-                if setup is not None:
-                    setup()
-                times[name].append(timed(run))
-    for r in rows:
-        if r.name in times:
-            r.median = statistics.median(times[r.name])
-    return rows
+    return time_interleaved(rows, cases, runs, setup)
 
 
 def main() -> int:
