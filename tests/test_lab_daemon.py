@@ -23,7 +23,7 @@ import pytest
 import redis
 
 from slotlab import start_lab
-from slotlab.backends.base import split_slots
+from slotlab.backends.base import NotModelled, split_slots
 from tests.conftest import real_server_or_skip
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
@@ -229,7 +229,10 @@ def test_what_does_not_attach(runtime: Path) -> None:
     assert _cli(runtime, "up", "--backend", "emulated").returncode == 0  # named "default"
     other = Kernel(runtime, masters=2, backend="emulated")
     other.close()
-    assert "another shape, so this lab is private" in other.started["line"]
+    assert (
+        "(lab default runs emulated, 3 masters, 0 replica(s); this start asks for emulated, "
+        "2 masters, 0 replica(s): this lab is private)"
+    ) in other.started["line"]
     off = Kernel(runtime, env=_env(runtime, SLOTLAB_ATTACH="0"), backend="emulated")
     off.close()
     assert "attached" not in off.started["line"]
@@ -282,6 +285,7 @@ def test_bad_names(runtime: Path, name: str) -> None:
 
 def test_bad_name_in_start_lab(runtime: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SLOTLAB_RUNTIME_DIR", str(runtime))
+    monkeypatch.delenv("SLOTLAB_ATTACH")  # tests/conftest.py sets it to 0 for every other test
     with pytest.raises(ValueError, match="bad lab name '../x'"):
         start_lab(backend="emulated", name="../x")
     with pytest.raises(TypeError, match="a lab name must be a string"):
@@ -293,3 +297,61 @@ def test_a_runtime_dir_others_can_read_is_refused(runtime: Path) -> None:
     runtime.chmod(0o755)
     done = _cli(runtime, "up", "--backend", "emulated")
     assert done.returncode == 1 and "must belong to you and be private" in done.stderr
+
+
+def test_node_changes_go_through_the_daemon(
+    runtime: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lesson 6 attached: the daemon owns the servers, so it kills and restarts them."""
+    real_server_or_skip()
+    assert _cli(runtime, "up", "--replicas", "1", "--backend", "real").returncode == 0
+    monkeypatch.setenv("SLOTLAB_RUNTIME_DIR", str(runtime))
+    monkeypatch.delenv("SLOTLAB_ATTACH")  # tests/conftest.py sets it to 0 for every other test
+    lab = start_lab(masters=3, replicas=1)
+    try:
+        assert lab.backend.name == "real" and lab.backend_name == "real"
+        recovery = lab.kill_node(0)
+        assert recovery.new_master == 3 and lab.topology().nodes[0].down
+        assert lab.restart_node(0).role == "replica"  # its replica took its slots meanwhile
+        assert lab.backend.alive()
+    finally:
+        lab.stop()
+    again = start_lab(masters=3, replicas=1)  # the layout `lab up` made, with node 0 a master
+    try:
+        assert [m.slots for m in again.topology().masters] == [(r,) for r in split_slots(3)]
+    finally:
+        again.stop()
+
+
+def test_what_the_emulator_cannot_do_is_said_attached(
+    runtime: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _cli(runtime, "up", "--replicas", "1", "--backend", "emulated").returncode == 0
+    monkeypatch.setenv("SLOTLAB_RUNTIME_DIR", str(runtime))
+    monkeypatch.delenv("SLOTLAB_ATTACH")  # tests/conftest.py sets it to 0 for every other test
+    lab = start_lab(masters=3, replicas=1, backend="emulated")
+    try:
+        with pytest.raises(NotModelled, match="a failover needs the real backend"):
+            lab.failover(0)
+        assert lab.add_node() == 6 and lab.topology().nodes[6].role == "master"
+        plain = lab.standalone_client()  # the kernel's own, stopped when it detaches
+        plain.set("x", "1")
+        assert plain.get("x") == "1"
+    finally:
+        lab.stop()
+
+
+def test_a_daemon_that_does_not_answer(runtime: Path) -> None:
+    """Its socket gone (a daemon in trouble): the notebook goes on with a private lab, and
+    `lab down` still stops the daemon, by its PID, after checking it is this lab's."""
+    assert _cli(runtime, "up", "--name", "q", "--backend", "emulated").returncode == 0
+    rec = _record(runtime, "q")
+    (runtime / "q.sock").unlink()
+    k = Kernel(runtime, name="q", backend="emulated")
+    k.close()
+    assert "(lab q did not answer (" in k.started["line"]
+    assert "this lab is private" in k.started["line"]
+    down = _cli(runtime, "down", "--name", "q")
+    assert down.returncode == 0
+    assert "lab q's daemon did not answer" in down.stdout
+    assert _wait_gone([rec["daemon_pid"]]) == []

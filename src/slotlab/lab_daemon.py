@@ -217,26 +217,26 @@ def _raw_nodes(nodes: list[NodeAddress]) -> list[list[Any]]:
 # ---- the daemon --------------------------------------------------------------------------------
 
 
-def _layout(lab: Any) -> str:
-    """The slot layout of ``lab`` as every node's ID, role, master and slots, in one string;
-    with ``!`` marks for what a lesson leaves behind (a failed node, a half-moved slot)."""
+def _layout(lab: Any, clients: list[redis.Redis]) -> tuple[str, list[str]]:
+    """The slot layout of ``lab`` as every node's ID, role, master and slots, in one string
+    (or what a lesson left behind that no layout may have: a node down, a half-moved slot);
+    and the roles, node by node."""
     from slotlab.lab import parse_cluster_nodes
 
-    lines = []
-    for i, node in enumerate(lab.nodes):
+    texts = []
+    for i, client in enumerate(clients):
         if lab.backend.is_down(i):
-            return f"node {i} is down"
-        with redis.Redis(host=node.host, port=node.port, password=lab.password,
-                         decode_responses=True, socket_timeout=5) as r:  # fmt: skip
-            text = str(r.execute_command("CLUSTER", "NODES"))
+            return f"node {i} is down", []
+        text = str(client.execute_command("CLUSTER", "NODES"))
         if "[" in text:
-            return f"node {i} has a slot half-moved (MIGRATING/IMPORTING)"
-        lines.append(text)
-    topo = parse_cluster_nodes(lines[0], [n.node_id for n in lab.nodes])
-    return "\n".join(
+            return f"node {i} has a slot half-moved (MIGRATING/IMPORTING)", []
+        texts.append(text)
+    topo = parse_cluster_nodes(texts[0], [n.node_id for n in lab.nodes])
+    layout = "\n".join(
         f"{n.node_id} {n.role} {n.master_id} {n.slots} {'failed' if n.failed else ''}"
         for n in topo.nodes
     )
+    return layout, [n.role for n in topo.nodes]
 
 
 class _Daemon:
@@ -253,6 +253,7 @@ class _Daemon:
         self.done = threading.Event()
         self.lab: Any = None
         self.layout = ""
+        self._clients: list[redis.Redis] = []  # one per node, kept: an attach pays no connect
         self.started = time.time()
 
     def start(self) -> None:
@@ -261,7 +262,22 @@ class _Daemon:
 
         os.environ["SLOTLAB_ATTACH"] = "0"  # the daemon's own lab is never an attached one
         self.lab = start_lab(self.masters, self.replicas, self.backend, password=self.password)
-        self.layout = _layout(self.lab)
+        self.layout = _layout(self.lab, self.clients())[0]
+
+    def clients(self) -> list[redis.Redis]:
+        """A client per node of the lab, made again when the nodes changed."""
+        nodes = self.lab.nodes
+        if [c.connection_pool.connection_kwargs["port"] for c in self._clients] != [
+            n.port for n in nodes
+        ]:
+            for c in self._clients:
+                c.close()
+            self._clients = [
+                redis.Redis(host=n.host, port=n.port, password=self.password,
+                            decode_responses=True, socket_timeout=5)  # fmt: skip
+                for n in nodes
+            ]
+        return self._clients
 
     def record(self) -> dict[str, Any]:
         lab = self.lab
@@ -300,18 +316,25 @@ class _Daemon:
     def prepare(self) -> dict[str, Any]:
         """Make the lab lesson-ready for a kernel: the original layout, no keys, no scripts."""
         restored = ""
+        clients = self.clients()
         try:
-            now = _layout(self.lab)
+            now, roles = _layout(self.lab, clients)
         except redis.RedisError as exc:
-            now = f"a node did not answer ({exc})"
+            now, roles = f"a node did not answer ({exc})", []
         if now != self.layout:
-            first = now.splitlines()[0] if "\n" not in now else "the slot layout changed"
+            first = now if "\n" not in now else "the slot layout changed"
             restored = f"a kernel before changed it ({first}); started afresh"
+            for c in clients:
+                c.close()
+            self._clients = []
             self.lab.stop()
             self.start()
             _write_record(self.name, self.record())
-        else:
-            self.lab.reset()
+        else:  # what lab.reset() does, on connections already open
+            for client, role in zip(clients, roles, strict=True):
+                if role == "master":
+                    client.flushall()
+                client.script_flush()
         return {"restored": restored, "nodes": _raw_nodes(self.lab.nodes),
                 "describe": self.lab.backend.describe()}  # fmt: skip
 
@@ -747,8 +770,9 @@ def attach(name: str | None, masters: int, replicas: int, choice: str,
         "auto", record["backend"]
     ):
         return None, (
-            f" (lab {name} is {record['backend']}, {record['masters']} masters, "
-            f"{record['replicas']} replica(s): another shape, so this lab is private)"
+            f" (lab {name} runs {record['backend']}, {record['masters']} masters, "
+            f"{record['replicas']} replica(s); this start asks for {choice}, {masters} masters, "
+            f"{replicas} replica(s): this lab is private)"
         )
     previous = _attached() if _attached is not None else None
     if (previous is not None and not previous._stopped
@@ -765,6 +789,12 @@ def attach(name: str | None, masters: int, replicas: int, choice: str,
         prepared = _call(name, {"op": "prepare"})
         record = read_record(name) or record
         lab = Lab(AttachedBackend(name, record, prepared, fd))
+    except (OSError, RuntimeError) as exc:  # a daemon that died or failed: a lesson goes on
+        os.close(fd)
+        return None, (
+            f" (lab {name} did not answer ({exc}): this lab is private; "
+            f"`slotlab lab status --name {name}` says more)"
+        )
     except BaseException:
         os.close(fd)
         raise
