@@ -220,6 +220,7 @@ def test_start_cell_run_again_attaches_anew(runtime: Path) -> None:
     k = Kernel(runtime, name="r")
     again = k.do("again")
     assert "(attached to lab r," in again["line"]
+    assert "this kernel's lab 1 let go of it" in again["line"]
     assert k.read() == {"old_stopped": True}
     k.close()
 

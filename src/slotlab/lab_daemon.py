@@ -197,9 +197,9 @@ _ERRORS: dict[str, type[Exception]] = {
 }
 
 
-def _call(name: str, request: dict[str, Any]) -> Any:
+def _call(name: str, request: dict[str, Any], timeout: float = RPC_TIMEOUT) -> Any:
     """``rpc`` whose error replies are raised as the daemon raised them."""
-    reply = rpc(name, request)
+    reply = rpc(name, request, timeout)
     if "error" in reply:
         kind = _ERRORS.get(reply["error"], RuntimeError)
         raise kind(reply["message"])
@@ -548,7 +548,7 @@ def status(name: str | None = None, out: IO[str] | None = None) -> int:
             print(f"slotlab: {_stale_text(n, record)}", file=out)
             continue
         try:
-            state = _call(n, {"op": "state"})
+            state = _call(n, {"op": "state"}, timeout=10)
         except OSError as exc:
             print(f"lab {n}: its daemon (pid {record['daemon_pid']}) does not answer ({exc}); "
                   f"stop it with `slotlab lab down --name {n}`", file=out)  # fmt: skip
@@ -596,15 +596,16 @@ def down(name: str = DEFAULT_NAME, out: IO[str] | None = None) -> int:
         print(f"slotlab: lab {name} was attached by kernel pid {holder}; its clients stop "
               "working now", file=out)  # fmt: skip
     try:
-        hello = _call(name, {"op": "hello"})
+        hello = _call(name, {"op": "hello"}, timeout=10)
         if hello.get("run_id") != run_id:  # never stop what is not this record's lab
             raise ConnectionError("it answers with another run id")
         _call(name, {"op": "stop"})
     except (OSError, ValueError) as exc:
         print(f"slotlab: lab {name}'s daemon did not answer ({exc}); stopping pid {pid}",
               file=out)  # fmt: skip
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
+        if _is_our_daemon(pid, run_id):  # checked again: the PID could have been reused
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + DOWN_TIMEOUT
     while _is_our_daemon(pid, run_id):
         if time.monotonic() > deadline:
@@ -775,11 +776,13 @@ def attach(name: str | None, masters: int, replicas: int, choice: str,
             f"{replicas} replica(s): this lab is private)"
         )
     previous = _attached() if _attached is not None else None
+    let_go = ""
     if (previous is not None and not previous._stopped
             and getattr(previous.backend, "lab_name", None) == name):  # fmt: skip
         # A start cell run again: its earlier lab lets go, as a private one would stop.
         previous._stopped_by.setdefault("by", "start_lab() attaching again")
         previous.stop()
+        let_go = f"; this kernel's lab {previous.number} let go of it"
     fd, holder = _lease(name)
     if fd is None:
         who = f" (pid {holder})" if holder else ""
@@ -802,7 +805,7 @@ def attach(name: str | None, masters: int, replicas: int, choice: str,
         prepared["restored"]) else ""  # fmt: skip
     _attached = weakref.ref(lab)
     print(f"slotlab: {lab.backend.describe()} (attached to lab {name}, started by `slotlab lab "
-          f"up`{restored}; lab.stop() detaches)")  # fmt: skip
+          f"up`{restored}{let_go}; lab.stop() detaches)")  # fmt: skip
     return lab, ""
 
 
