@@ -90,7 +90,7 @@ def _add_lab_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     up = actions.add_parser("up", help="start a lab that stays until `slotlab lab down`")
     up.add_argument("--masters", type=int, default=3)
     up.add_argument("--replicas", type=int, default=0, help="per master")
-    up.add_argument("--backend", default="auto", help="real, emulated or auto (the default)")
+    up.add_argument("--backend", help="real, emulated or auto (default: $SLOTLAB_BACKEND or auto)")
     st = actions.add_parser("status", help="nodes, slots, keys, who is attached, how to connect")
     dn = actions.add_parser("down", help="stop a lab: its own processes only")
     for p, default in ((up, "default"), (st, None), (dn, "default")):

@@ -165,8 +165,20 @@ def _is_our_daemon(pid: int, run_id: str) -> bool:
         args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         owner = os.stat(f"/proc/{pid}").st_uid
     except OSError:
-        return False  # no /proc (macOS): never kill a PID we cannot check
+        if Path("/proc/self").exists():
+            return False  # gone meanwhile
+        return _answers_as(pid, run_id)  # no /proc (macOS): ask the daemon itself
     return owner == os.getuid() and run_id.encode() in args
+
+
+def _answers_as(pid: int, run_id: str) -> bool:
+    """True when a lab's daemon answers on its socket as ``pid`` of run ``run_id``."""
+    for sock in runtime_dir().glob("*.sock"):
+        with contextlib.suppress(OSError, ValueError):
+            hello = _call(sock.stem, {"op": "hello"}, timeout=5)
+            if hello == {"run_id": run_id, "pid": pid}:
+                return True
+    return False
 
 
 # ---- the control socket ------------------------------------------------------------------------
@@ -247,7 +259,7 @@ class _Daemon:
         self.run_id: str = args.run_id
         self.masters: int = args.masters
         self.replicas: int = args.replicas
-        self.backend: str = args.backend
+        self.backend: str | None = args.backend or None
         self.password = secrets.token_urlsafe(16)
         self.lock = threading.Lock()
         self.done = threading.Event()
@@ -433,13 +445,19 @@ def _stale_text(name: str, record: dict[str, Any]) -> str:
 
 
 def up(name: str = DEFAULT_NAME, masters: int = 3, replicas: int = 0,
-       backend: str = "auto", out: IO[str] | None = None) -> dict[str, Any]:  # fmt: skip
-    """Start lab ``name`` in a detached daemon and wait until it is ready; its record."""
+       backend: str | None = None, out: IO[str] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Start lab ``name`` in a detached daemon and wait until it is ready; its record.
+    ``backend`` None: ``$SLOTLAB_BACKEND``, else ``auto``, as ``start_lab`` reads it."""
     from slotlab.lab import check_start_args
 
     out = out or sys.stdout
     check_name(name)
     check_start_args(masters, replicas, backend)
+    if fcntl is None or not hasattr(socket, "AF_UNIX"):  # pragma: no cover - Windows
+        raise RuntimeError(
+            "slotlab lab up needs Linux or macOS (file locks and Unix sockets); on this system "
+            "each notebook starts its own lab"
+        )
     runtime_dir(create=True)
     record = read_record(name)
     if record is not None:
@@ -459,7 +477,7 @@ def up(name: str = DEFAULT_NAME, masters: int = 3, replicas: int = 0,
     with os.fdopen(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-m", "slotlab.lab_daemon", "--name", name, "--run-id", run_id,
-             "--masters", str(masters), "--replicas", str(replicas), "--backend", backend],
+             "--masters", str(masters), "--replicas", str(replicas), "--backend", backend or ""],
             stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
             start_new_session=True, close_fds=True, cwd="/", env=env,
         )  # fmt: skip
