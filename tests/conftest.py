@@ -19,6 +19,10 @@ from slotlab import openim
 from slotlab.backends.real import RedisServerNotFound, ServerBinary, find_redis_server
 from slotlab.lab import Lab, start_lab
 
+# A lab someone started with `slotlab lab up` is theirs: tests never attach to it (the tests of
+# attaching, tests/test_lab_daemon.py, run in a directory of their own and say so).
+os.environ["SLOTLAB_ATTACH"] = "0"
+
 # In CI (CI=true) property tests draw the same examples every run: a red build then means a
 # change broke something, never that chance found an old bug. Locally they explore.
 hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True)

@@ -3,6 +3,7 @@
     slotlab backends          the backends this machine can run, one a line
     slotlab doctor            what slotlab found, and how to get what is missing
     slotlab keyslot KEY...    each key's hash slot, computed the way the server does
+    slotlab lab up|status|down  a lab that outlives a notebook's kernel (notebooks attach to it)
 """
 
 from __future__ import annotations
@@ -68,6 +69,36 @@ def _keyslot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lab(args: argparse.Namespace) -> int:
+    from slotlab import lab_daemon
+
+    try:
+        if args.action == "up":
+            lab_daemon.up(args.name, args.masters, args.replicas, args.backend)
+            return lab_daemon.status(args.name)
+        if args.action == "status":
+            return lab_daemon.status(args.name)
+        return lab_daemon.down(args.name)
+    except (lab_daemon.LabNotFound, FileExistsError, RuntimeError, PermissionError) as exc:
+        print(f"slotlab lab {args.action}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _add_lab_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    lab = sub.add_parser("lab", help="start, show or stop a lab that outlives a kernel")
+    actions = lab.add_subparsers(dest="action", required=True)
+    up = actions.add_parser("up", help="start a lab that stays until `slotlab lab down`")
+    up.add_argument("--masters", type=int, default=3)
+    up.add_argument("--replicas", type=int, default=0, help="per master")
+    up.add_argument("--backend", help="real, emulated or auto (default: $SLOTLAB_BACKEND or auto)")
+    st = actions.add_parser("status", help="nodes, slots, keys, who is attached, how to connect")
+    dn = actions.add_parser("down", help="stop a lab: its own processes only")
+    for p, default in ((up, "default"), (st, None), (dn, "default")):
+        p.add_argument("--name", default=default,
+                       help="the lab's name (default: " + (default or "every lab") + ")")
+    lab.set_defaults(func=_lab)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``slotlab`` command line."""
     parser = argparse.ArgumentParser(prog="slotlab", description=__doc__.split("\n")[0])
@@ -79,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     ks = sub.add_parser("keyslot", help="print each key's hash slot")
     ks.add_argument("keys", nargs="+", metavar="KEY")
     ks.set_defaults(func=_keyslot)
+    _add_lab_parser(sub)
     args = parser.parse_args(argv)
     try:
         result: int = args.func(args)

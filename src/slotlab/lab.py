@@ -910,6 +910,7 @@ def start_lab(
     replicas: int = 0,
     backend: str | None = None,
     password: str | None | _Random = RANDOM_PASSWORD,
+    name: str | None = None,
 ) -> Lab:
     """Start a Redis Cluster for this notebook and return its Lab.
 
@@ -922,8 +923,19 @@ def start_lab(
     loopback listeners, no server needed), or ``"auto"`` (the default, also read from
     ``$SLOTLAB_BACKEND``): real when a redis-server 7.0+ is found, else emulated. It prints one
     line saying which backend started.
+
+    When ``slotlab lab up`` started a lab of this shape, ``start_lab()`` attaches to it instead
+    (in about a hundredth of the time), emptied and in its original slot layout, and says so;
+    ``name=`` (or ``$SLOTLAB_LAB``) picks a named lab, ``SLOTLAB_ATTACH=0`` never attaches. A
+    lab serves one kernel at a time: when another kernel holds it, this one starts a private
+    lab. See ``slotlab.lab_daemon``.
     """
     choice = check_start_args(masters, replicas, backend)
+    from slotlab.lab_daemon import attach
+
+    attached, shared_note = attach(name, masters, replicas, choice, password)
+    if attached is not None:
+        return attached
     if isinstance(password, _Random):
         password = secrets.token_urlsafe(16)
     elif password is not None and (not isinstance(password, str) or not password):
@@ -957,5 +969,5 @@ def start_lab(
             lab = Lab(real)
     # One line, so a learner always knows which backend answers (the sanitizer folds it, so
     # stored outputs are the same on every backend).
-    print(f"slotlab: {lab.backend.describe()}{note}")
+    print(f"slotlab: {lab.backend.describe()}{note}{shared_note}")
     return lab
