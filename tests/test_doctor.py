@@ -6,6 +6,7 @@ in a real IPython shell, as Jupyter runs a cell.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,31 @@ def test_a_lab_that_cannot_start_shows_the_advice_in_jupyter(
     assert shown[-1].startswith("Run `slotlab doctor` in a terminal")
     assert not any("Traceback" in line or 'File "' in line for line in shown)
     assert len(shown) <= 20
+
+
+def test_running_labs_are_listed_from_their_records(monkeypatch: pytest.MonkeyPatch,
+                                                     tmp_path: Path) -> None:
+    # `slotlab lab up` keeps one record per lab in a per-user directory; its module may not be
+    # in this slotlab yet, so a stand-in with the same two functions serves the records here.
+    import json
+    import subprocess
+    import sys
+    import types
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    records = {"alice": {"masters": 3, "replicas": 0, "daemon_pid": os.getpid()},
+               "bob": {"masters": 3, "replicas": 1, "daemon_pid": gone.pid}}
+    for name, record in records.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(record))
+    stand_in = types.ModuleType("slotlab.lab_daemon")
+    stand_in.runtime_dir = lambda: tmp_path  # type: ignore[attr-defined]
+    stand_in.read_record = lambda name: records.get(name)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "slotlab.lab_daemon", stand_in)
+    alice, bob = doctor.check_running_lab()
+    assert alice.status == OK and alice.text.startswith("lab alice: 3 masters, 0 replica(s)")
+    assert bob == Finding(NOTE, "running lab", f"lab bob's record is stale (its process, pid "
+                          f"{gone.pid}, is gone): `slotlab lab down --name bob` removes it")
+    records.clear()
+    [none] = doctor.check_running_lab()
+    assert none.status == OK and none.text.startswith("no running lab")

@@ -12,6 +12,7 @@ first line and the doctor's FIX lines for the lab's part of the machine.
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import importlib.util
 import os
@@ -280,30 +281,55 @@ def check_kernel() -> Iterator[Finding]:
     yield Finding(OK, "jupyter kernel", f"python3 runs {exe}, which imports slotlab")
 
 
-def check_running_lab() -> Iterator[Finding]:
-    """A lab started with ``slotlab lab up`` and still running, if this slotlab has that."""
+def _pid_alive(pid: int) -> bool:
     try:
-        from slotlab import registry  # type: ignore[attr-defined]  # `slotlab lab up`, if any
-    except ImportError:
-        yield Finding(OK, "running lab", "no running lab (this slotlab has no `slotlab lab up`; "
-                      "each notebook starts its own)")
-        return
-    labs: list[object] = []
-    for name in ("running_labs", "list_labs", "labs"):
-        listing = getattr(registry, name, None)
-        if callable(listing):
-            try:
-                labs = list(listing())
-            except Exception as exc:  # a broken record must not hide the other checks
-                yield Finding(NOTE, "running lab", f"could not read the running labs: {exc}")
-                return
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, and someone else's
+    return pid > 0
+
+
+def check_running_lab() -> Iterator[Finding]:
+    """Labs started with ``slotlab lab up`` (issue 14, item 2) and still running. Read-only:
+    it lists the per-user records through that command's module, when this slotlab has it
+    (``slotlab.lab_daemon``, or ``slotlab.registry``), and checks each daemon's PID."""
+    module = None
+    for name in ("slotlab.lab_daemon", "slotlab.registry"):
+        try:
+            module = importlib.import_module(name)
             break
-    if not labs:
+        except ImportError:
+            continue
+    runtime_dir = getattr(module, "runtime_dir", None)
+    read_record = getattr(module, "read_record", None)
+    if not callable(runtime_dir) or not callable(read_record):
+        yield Finding(OK, "running lab", "no running lab (this slotlab has no `slotlab lab "
+                      "up`; each notebook starts its own)")
+        return
+    try:
+        names = sorted(p.stem for p in runtime_dir().glob("*.json"))
+        records = [(n, read_record(n)) for n in names]
+    except Exception as exc:  # e.g. a runtime directory that is not private
+        yield Finding(FIX, "running lab", f"the labs' directory cannot be read: {exc}")
+        return
+    shown = 0
+    for name, record in records:
+        if not isinstance(record, dict):
+            continue
+        pid = int(record.get("daemon_pid", 0) or 0)
+        if not _pid_alive(pid):
+            yield Finding(NOTE, "running lab", f"lab {name}'s record is stale (its process, pid "
+                          f"{pid}, is gone): `slotlab lab down --name {name}` removes it")
+            continue
+        shown += 1
+        yield Finding(OK, "running lab", f"lab {name}: {record.get('masters')} masters, "
+                      f"{record.get('replicas')} replica(s) per master, daemon pid {pid} "
+                      f"(`slotlab lab status --name {name}` says more)")
+    if not shown:
         yield Finding(OK, "running lab", "no running lab: each notebook starts its own "
                       "(`slotlab lab up` starts one that stays)")
-        return
-    for lab in labs:
-        yield Finding(OK, "running lab", str(lab))
 
 
 CHECKS: tuple[Callable[[], Iterator[Finding]], ...] = (
