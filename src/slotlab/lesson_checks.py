@@ -1,4 +1,4 @@
-"""The exercises and self-tests of lessons 01-05, each judged against the learner's own lab.
+"""The exercises and self-tests of lessons 01-06, each judged against the learner's own lab.
 
 Every judge asks the lab for what it expects (``CLUSTER KEYSLOT``, the topology, the proxy's
 reply), returns why a right answer is right, and raises :class:`~slotlab.exercises.Wrong` naming
