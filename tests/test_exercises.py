@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +61,8 @@ def _stub(source: str) -> str:
     return "\n".join(lines[: [line.strip() for line in lines].index(SOLUTION_MARKER)])
 
 
-def test_lessons_01_to_05_have_exercises() -> None:
-    assert [p.name[:2] for p in LESSONS] == ["01", "02", "03", "04", "05"]
+def test_lessons_01_to_06_have_exercises() -> None:
+    assert [p.name[:2] for p in LESSONS][:6] == ["01", "02", "03", "04", "05", "06"]
 
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=lambda p: p.name)
@@ -147,6 +149,32 @@ def _namespace(lab: Lab) -> dict[str, Any]:
             "settings": {"native cluster": rc, "alibaba proxy": proxy}}
 
 
+def _cell(lesson: str, cell_id: str) -> str:
+    [cell] = [c for c in _cells(ROOT / "notebooks" / lesson) if c.get("id") == cell_id]
+    return "".join(cell["source"])
+
+
+# Lesson 06's exercises need its half-moved slot: the lesson's own cells set it up (the group's
+# keys, then the move stopped after one MIGRATE batch) in the test's namespace.
+WINDOW_06 = ("e6793dbd", "ex06-setup")
+
+
+@contextmanager
+def _window_06(lab: Lab, namespace: dict[str, Any]) -> Iterator[None]:
+    from slotlab.migration import fill_cache
+
+    namespace["fill_cache"] = fill_cache
+    for cell_id in WINDOW_06:
+        exec(_cell("06_slots_on_the_move.ipynb", cell_id), namespace)
+    try:
+        yield
+    finally:  # finish the move, then put the slot back: the lab is shared with other tests
+        for _ in namespace["steps"]:
+            pass
+        lab.migrate_slot(namespace["slot"], namespace["source"])
+        lab.reset()
+
+
 ANSWERS = [(lesson.name, *answer) for lesson in LESSONS for answer in _answer_cells(lesson)]
 
 
@@ -156,9 +184,14 @@ def test_solution_passes_and_stub_fails_politely(
     lab: Lab, lesson: str, name: str, variable: str, source: str, quiz: bool
 ) -> None:
     solved, blank = _namespace(lab), _namespace(lab)
+    window = _window_06(lab, solved) if lesson.startswith("06") and not quiz else nullcontext()
     try:
-        exec(source, solved)
-        exec(_stub(source), blank)
+        with window:
+            exec(source, solved)
+            exec(_stub(source), blank)
+            if not quiz:
+                right = verdict(name, solved[variable], lab)
+                assert right, right.message
     finally:
         for namespace in (solved, blank):
             namespace["rc"].close()
@@ -168,8 +201,6 @@ def test_solution_passes_and_stub_fails_politely(
         for v in self_test_verdicts(name, blank[variable]):
             assert not v and v.message == "no answer yet: put the letter of your choice."
         return
-    right = verdict(name, solved[variable], lab)
-    assert right, right.message
     stub = verdict(name, blank[variable], lab)
     assert not stub
     assert stub.message == f"no answer yet: replace the `...` with {EXERCISES[name].form}."
@@ -259,3 +290,39 @@ def test_unknown_exercise_is_named() -> None:
 def test_check_prints_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     exercises.check("01.slot_twin", ...)
     assert capsys.readouterr().out.startswith("not yet [01.slot_twin]: no answer yet")
+
+
+def test_lesson_06_judges_in_the_window(lab: Lab) -> None:
+    namespace = _namespace(lab)
+    try:
+        with _window_06(lab, namespace):
+            step, in_slot = namespace["step"], namespace["in_slot"]
+            moved = [k for k in in_slot if k in step.keys]
+            stayed = [k for k in in_slot if k not in step.keys]
+            assert len(moved) >= 2 and len(stayed) >= 2
+            assert verdict("06.asked", moved, lab)
+            result = verdict("06.asked", [*moved, stayed[0]], lab)
+            assert not result and "still holds" in result.message
+            result = verdict("06.asked", moved[1:], lab)
+            assert not result and "1 more key(s)" in result.message
+            assert moved[0] not in result.message
+            result = verdict("06.asked", [], lab)
+            assert not result and f"{len(moved)} key(s)" in result.message
+            result = verdict("06.asked", ["user:1"], lab)  # another slot than the moving one
+            assert not result and "not moving" in result.message
+            assert verdict("06.tryagain_pair", (moved[0], stayed[0]), lab)
+            result = verdict("06.tryagain_pair", (stayed[0], stayed[1]), lab)
+            assert not result and "still holds both" in result.message
+            result = verdict("06.tryagain_pair", (moved[0], moved[1]), lab)
+            assert not result and "holds neither" in result.message
+            result = verdict("06.tryagain_pair", (moved[0], "user:1"), lab)
+            assert not result and "CROSSSLOT" in result.message
+            result = verdict("06.tryagain_pair", [moved[0], stayed[0]], lab)
+            assert not result and "pair" in result.message
+    finally:
+        namespace["rc"].close()
+        namespace["proxy"].close()
+    # The move is over: no slot is MIGRATING, and both checks say so instead of judging.
+    for name, answer in (("06.asked", ["a"]), ("06.tryagain_pair", ("a{t}", "b{t}"))):
+        result = verdict(name, answer, lab)
+        assert not result and "no slot of your lab is being moved" in result.message

@@ -48,14 +48,9 @@ def _backends(_: argparse.Namespace) -> int:
 
 
 def _doctor(_: argparse.Namespace) -> int:
-    try:
-        server = find_redis_server()
-        print(f"real backend:     redis-server {server.version_text} at {server.path}")
-    except RedisServerNotFound as exc:
-        print(f"real backend:     not available\n{exc}")
-    emulated = importlib.util.find_spec("slotlab.backends.emulated") is not None
-    print(f"emulated backend: {'available' if emulated else 'not available'}")
-    return 0
+    from slotlab.doctor import run
+
+    return run()
 
 
 def _keyslot(args: argparse.Namespace) -> int:
@@ -106,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("backends", help="list the backends this machine can run").set_defaults(
         func=_backends
     )
-    sub.add_parser("doctor", help="say what slotlab found").set_defaults(func=_doctor)
+    sub.add_parser("doctor", help="check what the course needs, say what to fix").set_defaults(
+        func=_doctor
+    )
     ks = sub.add_parser("keyslot", help="print each key's hash slot")
     ks.add_argument("keys", nargs="+", metavar="KEY")
     ks.set_defaults(func=_keyslot)

@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, ParamSpec
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
@@ -905,6 +905,31 @@ def check_start_args(masters: object, replicas: object, backend: object) -> str:
     return choice
 
 
+_P = ParamSpec("_P")
+
+
+def _advise_when_it_cannot_start(start: Callable[_P, Lab]) -> Callable[_P, Lab]:
+    """A lab that cannot start (no server, a node that will not come up, no free port) shows,
+    in a notebook, the doctor's advice instead of a traceback (slotlab.doctor.attach_advice);
+    the error itself, and its type, stay as they were for code that catches it."""
+
+    @functools.wraps(start)
+    def starting(*args: _P.args, **kwargs: _P.kwargs) -> Lab:
+        try:
+            return start(*args, **kwargs)
+        except Exception as error:
+            from slotlab.backends.real import LabStartError, RedisServerNotFound
+
+            if isinstance(error, (RedisServerNotFound, LabStartError, OSError, ImportError)):
+                from slotlab.doctor import attach_advice
+
+                attach_advice(error)
+            raise
+
+    return starting
+
+
+@_advise_when_it_cannot_start
 def start_lab(
     masters: int = 3,
     replicas: int = 0,

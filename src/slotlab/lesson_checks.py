@@ -1,4 +1,4 @@
-"""The exercises and self-tests of lessons 01-05, each judged against the learner's own lab.
+"""The exercises and self-tests of lessons 01-06, each judged against the learner's own lab.
 
 Every judge asks the lab for what it expects (``CLUSTER KEYSLOT``, the topology, the proxy's
 reply), returns why a right answer is right, and raises :class:`~slotlab.exercises.Wrong` naming
@@ -504,5 +504,160 @@ QUIZZES["05"] = {
         {"a": "one tag shared by everything puts all the keys in one slot, on one node.",
          "b": "a slot cannot be split, so that node takes every group's keys and requests.",
          "c": "a proxy routes a tagged key like any other, by its slot."},
+    ),
+}
+
+
+# ---- lesson 06 ----------------------------------------------------------------------------
+
+_MIGRATING = re.compile(r"\[(\d+)->-([0-9a-f]+)\]")
+
+
+def _moving_slots(lab: Lab) -> dict[int, tuple[int, int]]:
+    """Each slot the cluster is moving now: ``{slot: (source, target)}``, as the sources mark
+    it in ``CLUSTER NODES`` (``[slot->-<target-id>]`` on the ``myself`` line)."""
+    ids = [n.node_id for n in lab.nodes]
+    moving: dict[int, tuple[int, int]] = {}
+    for info in lab.topology().masters:
+        if info.down or info.failed:
+            continue
+        node = lab.node_client(info.index, decode_responses=True)
+        try:
+            text = str(node.execute_command("CLUSTER", "NODES"))
+        finally:
+            node.close()
+        myself = next(line for line in text.splitlines() if "myself" in line)
+        for slot, target_id in _MIGRATING.findall(myself):
+            moving[int(slot)] = (info.index, ids.index(target_id))
+    return moving
+
+
+def _moving_or_wrong(lab: Lab) -> dict[int, tuple[int, int]]:
+    moving = _moving_slots(lab)
+    if not moving:
+        raise Wrong("no slot of your lab is being moved right now: run the cell that starts "
+                    "the move (lab.slot_migration, three next(steps)) again, then your answer. "
+                    "A node answers ASK or TRYAGAIN only while its slot is MIGRATING.")
+    return moving
+
+
+def _reply(lab: Lab, index: int, *command: str) -> str:
+    """The first word of node ``index``'s reply to ``command``: an error's kind, or ``OK``."""
+    node = lab.node_client(index)
+    try:
+        node.execute_command(*command)
+    except redis.ResponseError as error:  # AskError, TryAgainError... are ResponseErrors
+        return {redis.exceptions.AskError: "ASK", redis.exceptions.TryAgainError: "TRYAGAIN",
+                redis.exceptions.MovedError: "MOVED"}.get(type(error),
+                                                          str(error).split(" ", 1)[0])
+    finally:
+        node.close()
+    return "OK"
+
+
+@exercise("06.asked", "a list of the keys of `in_slot` for which node `source` answers ASK")
+def _asked(answer: Any, lab: Lab) -> str:
+    keys = _strings(answer, "the keys")
+    moving = _moving_or_wrong(lab)
+    slots = dict(zip(keys, _server_slots(lab, keys), strict=True))
+    for key in keys:
+        if slots[key] not in moving:
+            raise Wrong(f"{key} is in slot {slots[key]}, which is not moving: its node serves "
+                        "it (or answers MOVED), never ASK; ASK is for a slot being MIGRATED.")
+        source, target = moving[slots[key]]
+        if _reply(lab, source, "EXISTS", key) != "ASK":
+            raise Wrong(f"node {source} still holds {key}: a MIGRATING node serves every key "
+                        "it still has, and answers ASK only for a key it no longer holds.")
+    missing = 0
+    for slot in set(slots.values()) or set(moving):  # the slot you answered for, or any
+        node = lab.node_client(moving[slot][1])
+        try:
+            arrived = node.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1_000_000)
+        finally:
+            node.close()
+        missing += len([k for k in arrived if k not in keys])
+    if missing:
+        raise Wrong(f"the source answers ASK for {'each key you list, and ' if keys else ''}"
+                    f"{missing} {'more ' if keys else ''}key(s) of the moving slot"
+                    f"{' too' if keys else ''}: ask node `source` for every key of `in_slot`, "
+                    "and keep each that gets ASK (a key the MIGRATE batches already took away).")
+    if not keys:
+        raise Wrong("the slot has no moved key yet: run the cell that starts the move first.")
+    targets = sorted({moving[slots[k]][1] for k in keys})
+    return (f"these {len(keys)} keys have left the source already: it answers ASK for each, "
+            f"pointing at node {', '.join(map(str, targets))}, the node IMPORTING the slot, "
+            "where ASKING lets the next command in.")
+
+
+@exercise("06.tryagain_pair", "a pair (key1, key2) of keys on which MGET meets TRYAGAIN now")
+def _tryagain_pair(answer: Any, lab: Lab) -> str:
+    if not isinstance(answer, tuple) or len(answer) != 2:
+        raise Wrong("give a pair of two keys, (key1, key2).")
+    keys = _strings(list(answer), "the keys", 2)
+    moving = _moving_or_wrong(lab)
+    first, second = _server_slots(lab, keys)
+    if first != second:
+        raise Wrong(f"the keys are in slots {first} and {second}: MGET of two slots is "
+                    "refused with CROSSSLOT, moving or not; TRYAGAIN is about ONE slot.")
+    if first not in moving:
+        raise Wrong(f"slot {first} is not moving: its owner holds both keys and serves the "
+                    "MGET; TRYAGAIN needs a slot being MIGRATED.")
+    source, target = moving[first]
+    reply = _reply(lab, source, "MGET", *keys)
+    if reply == "OK":
+        raise Wrong(f"node {source} (the source) still holds both keys, so it serves the "
+                    "MGET itself: a MIGRATING node answers for the keys it has.")
+    if reply == "ASK":
+        raise Wrong(f"node {source} (the source) holds neither key any more: it answers ASK, "
+                    "and the importing node serves both after ASKING. TRYAGAIN needs the keys "
+                    "split: one still on the source, one gone.")
+    if reply != "TRYAGAIN":
+        raise Wrong(f"node {source} answers {reply}, not TRYAGAIN, for that MGET.")
+    return (f"node {source} has one of the keys but not the other: neither it nor node "
+            f"{target} can run the MGET, so both answer TRYAGAIN until slot {first} has moved.")
+
+
+QUIZZES["06"] = {
+    "q1": Question(
+        "A node answers `ASK 1064 127.0.0.1:7001` to a GET. What does a cluster client do?",
+        {"a": "updates its slot map: slot 1064 is served by 127.0.0.1:7001 from now on",
+         "b": "sends `ASKING`, then the GET, to 127.0.0.1:7001, this once, and keeps its map",
+         "c": "sleeps, then sends the GET to the same node again"},
+        "b",
+        {"a": "that is MOVED. ASK means \"only the next query goes there\": the slot is still "
+              "the source's until the move is over.",
+         "b": "ASK redirects one query; ASKING lets it into a node that is only IMPORTING.",
+         "c": "that is what a client does for TRYAGAIN; the same node would answer ASK again."},
+    ),
+    "q2": Question(
+        "Why can `MGET a{t} b{t}` meet TRYAGAIN while the slot of `t` moves?",
+        {"a": "one key has moved and one has not: neither node holds both",
+         "b": "a{t} and b{t} are in different slots",
+         "c": "MGET is refused for the whole time a slot moves"},
+        "a",
+        {"a": "a multi-key command needs all its keys on one node; split keys mean TRYAGAIN.",
+         "b": "the tag `t` puts both in one slot; two slots would be CROSSSLOT.",
+         "c": "while both keys are on the same node, the MGET is served."},
+    ),
+    "q3": Question(
+        "Which of lesson 5's strategies misses no key in the window, without a retry?",
+        {"a": "by_client_slot, because it groups keys by slot",
+         "b": "one_eval: one script is atomic",
+         "c": "pipelined_per_key: single-key calls meet only ASK, which the client follows"},
+        "c",
+        {"a": "a script over several keys of the moving slot meets TRYAGAIN, and redis-py "
+              "gives up after its tries.",
+         "b": "one_eval's keys span many slots: redis-py refuses it before sending anything.",
+         "c": "a one-key call can never have its keys split between two nodes."},
+    ),
+    "q4": Question(
+        "Which failover can lose a write the master acknowledged?",
+        {"a": "a planned one (`CLUSTER FAILOVER` sent to a replica)",
+         "b": "an unplanned one (the master crashes)", "c": "neither"},
+        "b",
+        {"a": "a planned failover waits until the replica has every acknowledged write.",
+         "b": "replication is asynchronous: a write acknowledged just before the crash may "
+              "never have reached the replica (the specification's \"Write safety\").",
+         "c": "replication is asynchronous: a crash can take acknowledged writes with it."},
     ),
 }
