@@ -34,6 +34,7 @@ issues #2333 and #2894). The real proxy is closed source: this is a model of the
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 from collections.abc import Sequence
@@ -41,7 +42,6 @@ from typing import Final
 
 from slotlab import commands, errors
 from slotlab.proxy.rules import (
-    NOT_SUPPORTED,
     OK,
     QUEUED,
     Answer,
@@ -53,9 +53,6 @@ from slotlab.proxy.rules import (
     SlotMap,
     Transaction,
     err,
-    first_error_or_first,
-    int_reply,
-    is_error,
     key_positions,
     shown,
     slot_of,
@@ -64,17 +61,6 @@ from slotlab.proxy.script_check import check_script
 from slotlab.resp import bulk, error_reply, split_array
 from slotlab.slots import key_slot
 
-CROSS_SLOT: Final = errors.ALIBABA_CROSS_SLOT
-NO_KEYS: Final = errors.ALIBABA_NO_KEYS
-BAD_SCRIPT: Final = errors.ALIBABA_BAD_SCRIPT
-
-_NOT_SUPPORTED: Final = NOT_SUPPORTED | frozenset(
-    {
-        b"asking", b"readonly", b"readwrite", b"wait", b"waitaof", b"migrate", b"replicaof",
-        b"slaveof", b"shutdown", b"failover", b"swapdb", b"move", b"debug", b"pubsub",
-        b"publish", b"spublish",
-    }
-)  # fmt: skip
 _FAN_OUT: Final = frozenset({b"del", b"unlink", b"exists", b"touch", b"mget", b"mset"})
 SCRIPTS: Final = frozenset({b"eval", b"evalsha", b"eval_ro", b"evalsha_ro"})
 #: Commands with a handler that may still be queued in MULTI (sent with the transaction).
@@ -82,7 +68,26 @@ _QUEUEABLE: Final = _FAN_OUT | {b"ping", b"echo", b"unwatch"}
 
 
 def _cross_slot(argv: Sequence[bytes]) -> Answer:
-    return err(CROSS_SLOT.format(cmd=shown(argv[0]).upper()))
+    return err(errors.ALIBABA_CROSS_SLOT.format(cmd=shown(argv[0]).upper()))
+
+
+def _is_error(raw: bytes) -> bool:
+    return raw[:1] in (b"-", b"!")
+
+
+def _sum(replies: list[bytes]) -> bytes:
+    """The sum of integer replies, as one integer reply."""
+    return b":%d\r\n" % sum(int(raw[1:-2]) for raw in replies)
+
+
+def _first_error_or_first(replies: list[bytes]) -> bytes:
+    return next((raw for raw in replies if _is_error(raw)), replies[0])
+
+
+@functools.lru_cache(maxsize=10000)
+def _rejected(body: bytes) -> bool:
+    """True when the static script check rejects ``body`` (the verdict is kept)."""
+    return bool(check_script(body))
 
 
 def _by_slot(keys: Sequence[bytes]) -> dict[int, list[int]]:
@@ -96,15 +101,17 @@ class Alibaba(Rules):
     """Alibaba Cloud's proxy mode (see the module docstring for each rule and its source)."""
 
     name = "alibaba"
+    not_supported = Rules.not_supported | {
+        b"asking", b"readonly", b"readwrite", b"wait", b"waitaof", b"migrate", b"replicaof",
+        b"slaveof", b"shutdown", b"failover", b"swapdb", b"move", b"debug", b"pubsub",
+        b"publish", b"spublish",
+    }  # fmt: skip
 
     def __init__(self, script_check_enable: bool = True) -> None:
         super().__init__()
         self.script_check_enable = script_check_enable
         self.scripts: dict[str, bytes] = {}  # SHA1 -> body of every script seen
-        self.verdicts: dict[bytes, bool] = {}  # body -> rejected by the check
         h = self.handlers
-        for name in _NOT_SUPPORTED:
-            h[name] = self.unsupported
         for name in _FAN_OUT:
             h[name] = self.fan_out
         for name in SCRIPTS:
@@ -162,7 +169,7 @@ class Alibaba(Rules):
             if name == b"mset":
                 return replies[0]
             if name != b"mget":
-                return b":%d\r\n" % sum(int_reply(raw) for raw in replies)
+                return _sum(replies)
             values: list[bytes] = [null] * len(items)
             for idx, raw in zip(order, replies, strict=True):
                 for i, value in zip(idx, split_array(raw) or [], strict=False):
@@ -177,15 +184,6 @@ class Alibaba(Rules):
             self.scripts.clear()
         self.scripts[hashlib.sha1(body).hexdigest()] = body
 
-    def rejects(self, body: bytes) -> bool:
-        """True when the static script check rejects ``body`` (the verdict is kept)."""
-        verdict = self.verdicts.get(body)
-        if verdict is None:
-            if len(self.verdicts) > 10000:
-                self.verdicts.clear()
-            verdict = self.verdicts[body] = bool(check_script(body))
-        return verdict
-
     def script_error(self, argv: list[bytes]) -> tuple[Answer | None, int, bytes | None]:
         """Check an EVAL-family command: (an error or None, its slot, the script body)."""
         name = argv[0].lower()
@@ -195,7 +193,7 @@ class Alibaba(Rules):
         if numkeys is None:
             return err(errors.NOT_INTEGER), 0, None
         if numkeys <= 0:
-            return err(NO_KEYS), 0, None
+            return err(errors.ALIBABA_NO_KEYS), 0, None
         if numkeys > len(argv) - 3:
             return err(errors.NUMKEYS_TOO_MANY), 0, None
         slot = slot_of(argv, range(3, 3 + numkeys))
@@ -207,8 +205,9 @@ class Alibaba(Rules):
             self.remember(body)
         else:
             body = self.scripts.get(argv[1].decode("ascii", "replace").lower())
-        if self.script_check_enable and body is not None and self.rejects(body):
-            return Answer(error_reply(BAD_SCRIPT), counts_as="scripts_rejected"), slot, body
+        if self.script_check_enable and body is not None and _rejected(body):
+            rejected = Answer(error_reply(errors.ALIBABA_BAD_SCRIPT), counts_as="scripts_rejected")
+            return rejected, slot, body
         return None, slot, body
 
     def script_call(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
@@ -224,18 +223,17 @@ class Alibaba(Rules):
         everywhere = tuple((m, argv) for m in masters)
         if sub == b"load":
             self.remember(argv[2])
-            return FanOut(everywhere, first_error_or_first)
+            return FanOut(everywhere, _first_error_or_first)
         if sub == b"flush":
             self.scripts.clear()
-            self.verdicts.clear()
-            return FanOut(everywhere, first_error_or_first)
+            return FanOut(everywhere, _first_error_or_first)
         if sub == b"exists":
             shas = [a.decode("ascii", "replace").lower() for a in argv[2:]]
             known = self.scripts
 
             def exists(replies: list[bytes]) -> bytes:  # known here, or on every master
-                if any(is_error(raw) for raw in replies):
-                    return first_error_or_first(replies)
+                if any(_is_error(raw) for raw in replies):
+                    return _first_error_or_first(replies)
                 nodes = [split_array(raw) or [] for raw in replies]
                 found = [
                     sha in known or all(n[i] == b":1\r\n" for n in nodes)
@@ -299,7 +297,7 @@ class Alibaba(Rules):
             return err(errors.WATCH_IN_MULTI)
         slot = slot_of(argv, range(1, len(argv)))
         if slot is None:
-            return err(CROSS_SLOT.format(cmd="WATCH"))
+            return err(errors.ALIBABA_CROSS_SLOT.format(cmd="WATCH"))
         if state.watch_slot is not None and slot != state.watch_slot:
             return err(errors.PROXY_WATCH_SLOT)
         pinned = state.pinned
@@ -355,11 +353,10 @@ class Alibaba(Rules):
         null, name = state.null, argv[0].lower()
 
         def merge(replies: list[bytes]) -> bytes:
-            errors_ = [raw for raw in replies if is_error(raw)]
-            if errors_ or name in (b"flushall", b"flushdb"):
-                return (errors_ or replies)[0]
+            if name in (b"flushall", b"flushdb") or any(_is_error(raw) for raw in replies):
+                return _first_error_or_first(replies)
             if name == b"dbsize":
-                return b":%d\r\n" % sum(int_reply(raw) for raw in replies)
+                return _sum(replies)
             if name == b"keys":
                 items = [item for raw in replies for item in split_array(raw) or []]
                 return b"*%d\r\n" % len(items) + b"".join(items)

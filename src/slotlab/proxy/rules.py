@@ -48,9 +48,6 @@ QUEUED: Final = b"+QUEUED\r\n"
 NULL: Final = {2: b"$-1\r\n", 3: b"_\r\n"}
 
 
-# ---- decisions --------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Answer:
     """Answer here with ``reply`` (raw RESP). ``close``: then close the connection (QUIT).
@@ -67,11 +64,10 @@ class Answer:
 class Forward:
     """Send the request to the owner of ``slot`` (None: any master), its reply to the client.
 
-    ``pinned``: send it to
-    the node this connection is pinned to (a WATCH or a transaction lives there), redirects not
-    followed. ``pin``: pin the connection to wherever the request lands. ``prelude``: commands
-    sent first whose replies the client never sees. ``script``: the body of an EVALSHA, sent as
-    EVAL if the node answers NOSCRIPT.
+    ``pinned``: send it to the node this connection is pinned to (a WATCH or a transaction lives
+    there), redirects not followed. ``pin``: pin the connection to wherever the request lands.
+    ``prelude``: commands sent first whose replies the client never sees. ``script``: the body
+    of an EVALSHA, sent as EVAL if the node answers NOSCRIPT.
     """
 
     slot: int | None
@@ -144,30 +140,12 @@ class StaticSlotMap:
         return self.slots.get(slot, self.masters[0])
 
 
-# ---- helpers ----------------------------------------------------------------------------------
-
-
 def err(text: str) -> Answer:
     return Answer(error_reply(text))
 
 
 def shown(name: bytes) -> str:
     return name.decode("utf-8", "replace")
-
-
-def is_error(raw: bytes) -> bool:
-    return raw[:1] in (b"-", b"!")
-
-
-def int_reply(raw: bytes) -> int:
-    return int(raw[1:-2])
-
-
-def first_error_or_first(replies: list[bytes]) -> bytes:
-    for raw in replies:
-        if is_error(raw):
-            return raw
-    return replies[0]
 
 
 def key_positions(argv: Sequence[bytes]) -> list[int]:
@@ -187,14 +165,6 @@ def slot_of(argv: Sequence[bytes], positions: Sequence[int]) -> int | None:
     return slot
 
 
-NOT_SUPPORTED: Final = frozenset(
-    {
-        b"subscribe", b"psubscribe", b"ssubscribe", b"unsubscribe", b"punsubscribe",
-        b"sunsubscribe", b"monitor", b"sync", b"psync", b"replconf",
-    }
-)  # fmt: skip
-"""Commands that would switch the connection into a mode the proxy cannot follow."""
-
 Handler = Callable[[list[bytes], SessionState, SlotMap], "Decision"]
 
 
@@ -207,13 +177,21 @@ class Rules:
 
     #: What a client must AUTH with (None: no password), as a server's ``requirepass``.
     password: str | None = None
+    #: Commands answered "not supported": these would switch the connection into a mode the
+    #: proxy cannot follow.
+    not_supported = frozenset(
+        {
+            b"subscribe", b"psubscribe", b"ssubscribe", b"unsubscribe", b"punsubscribe",
+            b"sunsubscribe", b"monitor", b"sync", b"psync", b"replconf",
+        }
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.handlers: dict[bytes, Handler] = {
             b"ping": self.ping, b"echo": self.echo, b"quit": self.quit, b"hello": self.hello,
             b"select": self.select, b"client": self.client, b"reset": self.reset,
         }  # fmt: skip
-        for name in NOT_SUPPORTED:
+        for name in self.not_supported:
             self.handlers[name] = self.unsupported
 
     def decide(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
@@ -317,17 +295,13 @@ def rules_for(
     from slotlab.proxy.alibaba import Alibaba
     from slotlab.proxy.passthrough import Passthrough
 
-    rules: Rules
-    if personality == "alibaba":
-        rules = Alibaba(script_check_enable)
-    elif personality == "passthrough":
-        rules = Passthrough()
-    else:
-        rules = None  # type: ignore[assignment]
-    if rules is not None:
-        rules.password = password
-        return rules
-    raise ValueError(f"unknown personality {personality!r}: choose one of 'alibaba', 'passthrough'")
+    if personality not in ("alibaba", "passthrough"):
+        raise ValueError(
+            f"unknown personality {personality!r}: choose one of 'alibaba', 'passthrough'"
+        )
+    rules = Alibaba(script_check_enable) if personality == "alibaba" else Passthrough()
+    rules.password = password
+    return rules
 
 
 def decide(personality: str | Rules, argv: Sequence[bytes | str],

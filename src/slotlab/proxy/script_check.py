@@ -28,6 +28,7 @@ _LUA_TOKEN = re.compile(
     | (?P<number>0[xX][0-9a-fA-F]+|\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)
     | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
     | (?P<op>\.\.\.|\.\.|==|~=|<=|>=|::|//|<<|>>|[-+*/%^\#&~|<>=(){}\[\];:,.])
+    | (?P<bad>.)
     """,
     re.VERBOSE | re.DOTALL,
 )
@@ -50,15 +51,12 @@ def _lua_tokens(src: str) -> list[_Tok]:
         nl = src.find("\n")
         pos = len(src) if nl < 0 else nl + 1
     out: list[_Tok] = []
-    n = len(src)
-    while pos < n:
-        m = _LUA_TOKEN.match(src, pos)
-        if m is None:
-            raise _LuaSyntax(f"unexpected character {src[pos]!r}")
+    for m in _LUA_TOKEN.finditer(src, pos):
         kind = m.lastgroup or ""
+        if kind == "bad":
+            raise _LuaSyntax(f"unexpected character {m.group()!r}")
         if kind not in ("ws", "comment", "lcomment"):
-            out.append(_Tok(kind, m.group(), pos))
-        pos = m.end()
+            out.append(_Tok(kind, m.group(), m.start()))
     return out
 
 

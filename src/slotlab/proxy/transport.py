@@ -71,7 +71,7 @@ _UNPIN: Final = resp.encode_command(b"DISCARD") + resp.encode_command(b"UNWATCH"
 
 
 class ProxyError(RuntimeError):
-    """The proxy could not start (no node answered) or was used after it stopped."""
+    """The proxy could not start: no node answered, or the event loop asked for is missing."""
 
 
 def _ignore(raw: bytes) -> None:
@@ -91,9 +91,6 @@ def _blocking(name: bytes) -> bool:
     """True for a command that may wait on the node as long as it likes (BLPOP, XREAD...)."""
     spec = commands.lookup([name])
     return spec is not None and "blocking" in spec.flags
-
-
-# ---- connections to the nodes -----------------------------------------------------------------
 
 
 class NodeConn(asyncio.Protocol):
@@ -237,9 +234,6 @@ class NodeConn(asyncio.Protocol):
             self._why = "it sent something that is not a RESP reply"
             if self.transport is not None:
                 self.transport.abort()
-
-
-# ---- client connections -----------------------------------------------------------------------
 
 
 class _Reply:
@@ -623,9 +617,6 @@ class Session(asyncio.Protocol):
         self.conn_for(addr).send(payload, [queued.append] * (len(cmds) + 1) + [on_exec])
 
 
-# ---- the proxy --------------------------------------------------------------------------------
-
-
 def _parse_node(node: Any) -> Addr:
     """``"host:port"``, ``(host, port)`` or an object with ``.host`` and ``.port``."""
     if isinstance(node, str):
@@ -705,8 +696,6 @@ class Proxy:
         self._server: asyncio.AbstractServer | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
 
-    # ---- public -------------------------------------------------------------------------------
-
     @property
     def address(self) -> str:
         """``host:port`` of the proxy, once started."""
@@ -768,12 +757,6 @@ class Proxy:
                 loop.close()
         else:
             loop.stop()
-
-    def refresh_slot_map(self) -> None:
-        """Read the slot map again now (the proxy also does this by itself after MOVED)."""
-        if self._loop is None:
-            raise ProxyError("the proxy is not running")
-        asyncio.run_coroutine_threadsafe(self._load_slot_map(), self._loop).result(timeout=30)
 
     def __enter__(self) -> Proxy:
         return self.start()
