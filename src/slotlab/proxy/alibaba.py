@@ -129,7 +129,7 @@ class Alibaba(Rules):
 
     def decide(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
         name = argv[0].lower()
-        if state.tx is not None and name not in self.tx_control:
+        if state.in_multi and name not in self.tx_control:
             return self.queue(argv, state)
         if name in self.handlers:
             return self.handle(name, argv, state, slots)
@@ -248,8 +248,6 @@ class Alibaba(Rules):
 
     # -- rule 4: transactions --
     def multi(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
-        if state.tx is not None:
-            return err(errors.MULTI_NESTED)
         state.tx = []
         state.tx_error = False
         return Answer(OK)
@@ -263,9 +261,8 @@ class Alibaba(Rules):
         if problem is not None:
             return err(problem)
         if name in self.handlers and name not in _QUEUEABLE:
-            return err(
-                errors.PROXY_UNSUPPORTED.format(cmd=shown(argv[0]).upper() + " inside MULTI")
-            )
+            what = shown(argv[0]).upper() + " inside MULTI"
+            return err(errors.PROXY_UNSUPPORTED.format(cmd=what))
         positions = key_positions(argv)
         if positions and slot_of(argv, positions) is None:
             return _cross_slot(argv)
@@ -281,8 +278,6 @@ class Alibaba(Rules):
         return Answer(QUEUED)
 
     def discard(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
-        if state.tx is None:
-            return err(errors.DISCARD_WITHOUT_MULTI)
         state.tx = None
         return self._end_watch(state, OK)
 
@@ -293,8 +288,6 @@ class Alibaba(Rules):
         return Answer(reply, unpin=pinned)
 
     def watch(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
-        if state.tx is not None:
-            return err(errors.WATCH_IN_MULTI)
         slot = slot_of(argv, range(1, len(argv)))
         if slot is None:
             return err(errors.ALIBABA_CROSS_SLOT.format(cmd="WATCH"))
@@ -306,18 +299,16 @@ class Alibaba(Rules):
         return Forward(slot, pinned=pinned, pin=not pinned)
 
     def unwatch(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
-        if state.tx is not None:  # UNWATCH inside MULTI is queued by a server; it changes nothing
+        if state.in_multi:  # UNWATCH inside MULTI is queued by a server; it changes nothing
             return self.queue(argv, state)
         return self._end_watch(state, OK)
 
     def exec_(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
-        if state.tx is None:
-            return err(errors.EXEC_WITHOUT_MULTI)
-        queued, failed, watch_slot = state.tx, state.tx_error, state.watch_slot
+        queued, failed, watch_slot = state.tx or [], state.tx_error, state.watch_slot
         state.tx = None
         state.tx_error = False
         if failed:
-            return self._end_watch(state, b"-" + errors.EXECABORT.encode() + b"\r\n")
+            return self._end_watch(state, error_reply(errors.EXECABORT))
         # Split by slot, keeping the first-seen order; keyless commands join the first part.
         groups: dict[int | None, list[int]] = {}
         keyless: list[int] = []
@@ -328,7 +319,7 @@ class Alibaba(Rules):
             else:
                 keyless.append(i)
         if watch_slot is not None and any(slot != watch_slot for slot in groups):
-            return self._end_watch(state, b"-" + errors.PROXY_WATCH_SLOT.encode() + b"\r\n")
+            return self._end_watch(state, error_reply(errors.PROXY_WATCH_SLOT))
         watched = state.pinned
         state.pinned = False  # EXEC ends a WATCH, whatever happens
         state.watch_slot = None

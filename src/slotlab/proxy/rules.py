@@ -119,6 +119,11 @@ class SessionState:
     def null(self) -> bytes:
         return NULL[self.protocol]
 
+    @property
+    def in_multi(self) -> bool:
+        """Between MULTI and EXEC or DISCARD (queued here, or live on the pinned node)."""
+        return self.tx is not None or self.tx_live
+
 
 class SlotMap(Protocol):
     """The part of the cluster's layout the rules read."""
@@ -164,6 +169,12 @@ def slot_of(argv: Sequence[bytes], positions: Sequence[int]) -> int | None:
             return None
     return slot
 
+
+#: The server's rules for the transaction commands: refused inside MULTI (True) or outside it.
+_MULTI_RULES: Final = {
+    b"multi": (True, errors.MULTI_NESTED), b"watch": (True, errors.WATCH_IN_MULTI),
+    b"exec": (False, errors.EXEC_WITHOUT_MULTI), b"discard": (False, errors.DISCARD_WITHOUT_MULTI),
+}  # fmt: skip
 
 Handler = Callable[[list[bytes], SessionState, SlotMap], "Decision"]
 
@@ -220,12 +231,14 @@ class Rules:
                 return err(problem)
         return None
 
-    def handle(
-        self, name: bytes, argv: list[bytes], state: SessionState, slots: SlotMap
-    ) -> Decision:
+    def handle(self, name: bytes, argv: list[bytes], state: SessionState,
+               slots: SlotMap) -> Decision:  # fmt: skip
         """A command the proxy answers itself: the server's existence and arity checks first
-        (``commands.check_command``), then its handler."""
+        (``commands.check_command``), its MULTI rules, then its handler."""
         problem = commands.check_command(argv)[1]
+        refused_in_multi, multi_error = _MULTI_RULES.get(name, (None, ""))
+        if problem is None and refused_in_multi == state.in_multi:
+            problem = multi_error
         return err(problem) if problem is not None else self.handlers[name](argv, state, slots)
 
     # -- the connection commands --

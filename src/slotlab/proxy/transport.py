@@ -798,8 +798,6 @@ class Proxy:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    # ---- talking to the cluster outside client traffic ----------------------------------------
-
     async def _ask_any(self, *args: bytes) -> Any:
         """One command to the first node that answers, on a short-lived connection."""
         problems = []
@@ -879,8 +877,6 @@ class Proxy:
         self._refreshing = True
         self._refreshed_at = now
         self._spawn(self._refresh())
-
-    # ---- node connections ---------------------------------------------------------------------
 
     def _acquire(self, addr: Addr, proto: int) -> NodeConn:
         idle = self._idle.get((addr, proto))
