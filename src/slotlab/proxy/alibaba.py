@@ -63,6 +63,7 @@ from slotlab.slots import key_slot
 
 _FAN_OUT: Final = frozenset({b"del", b"unlink", b"exists", b"touch", b"mget", b"mset"})
 SCRIPTS: Final = frozenset({b"eval", b"evalsha", b"eval_ro", b"evalsha_ro"})
+_EVERY_MASTER: Final = frozenset({b"flushall", b"flushdb", b"dbsize", b"keys", b"randomkey"})
 #: Commands with a handler that may still be queued in MULTI (sent with the transaction).
 _QUEUEABLE: Final = _FAN_OUT | {b"ping", b"echo", b"unwatch"}
 
@@ -112,20 +113,12 @@ class Alibaba(Rules):
         self.script_check_enable = script_check_enable
         self.scripts: dict[str, bytes] = {}  # SHA1 -> body of every script seen
         h = self.handlers
-        for name in _FAN_OUT:
-            h[name] = self.fan_out
-        for name in SCRIPTS:
-            h[name] = self.script_call
-        h.update(
-            {
-                b"cluster": self.cluster,
-                b"script": self.script, b"multi": self.multi, b"exec": self.exec_,
-                b"discard": self.discard, b"watch": self.watch, b"unwatch": self.unwatch,
-                b"flushall": self.every_master, b"flushdb": self.every_master,
-                b"dbsize": self.every_master, b"keys": self.every_master,
-                b"randomkey": self.every_master, b"scan": self.scan,
-            }
-        )  # fmt: skip
+        h.update(dict.fromkeys(_FAN_OUT, self.fan_out))
+        h.update(dict.fromkeys(SCRIPTS, self.script_call))
+        h.update(dict.fromkeys(_EVERY_MASTER, self.every_master))
+        h.update({b"cluster": self.cluster, b"script": self.script, b"multi": self.multi,
+                  b"exec": self.exec_, b"discard": self.discard, b"watch": self.watch,
+                  b"unwatch": self.unwatch, b"scan": self.scan})  # fmt: skip
 
     def decide(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
         name = argv[0].lower()

@@ -32,12 +32,8 @@ class Passthrough(Rules):
 
     def __init__(self) -> None:
         super().__init__()
-        self.handlers.update(
-            {
-                b"multi": self.multi, b"exec": self.exec_, b"discard": self.discard,
-                b"watch": self.watch, b"unwatch": self.unwatch,
-            }
-        )  # fmt: skip
+        self.handlers.update({b"multi": self.multi, b"exec": self.exec_, b"discard": self.discard,
+                              b"watch": self.watch, b"unwatch": self.unwatch})  # fmt: skip
 
     def decide(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
         name = argv[0].lower()

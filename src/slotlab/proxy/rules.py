@@ -202,8 +202,7 @@ class Rules:
             b"ping": self.ping, b"echo": self.echo, b"quit": self.quit, b"hello": self.hello,
             b"select": self.select, b"client": self.client, b"reset": self.reset,
         }  # fmt: skip
-        for name in self.not_supported:
-            self.handlers[name] = self.unsupported
+        self.handlers.update(dict.fromkeys(self.not_supported, self.unsupported))
 
     def decide(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
         """The decision for one request (see the module docstring)."""

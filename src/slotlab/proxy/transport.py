@@ -405,10 +405,9 @@ class Session(asyncio.Protocol):
 
     # -- the bound on a client's replies, in bytes --
     def _room(self) -> bool:
-        """True when this client may send one more command: fewer than MAX_INFLIGHT replies
-        waiting, fewer in flight than its window, and the bytes of replies made but not read
-        (here and in the socket's buffer), plus the ones in flight at the recent reply size,
-        under CLIENT_BUFFER_BYTES."""
+        """True when this client may send one more command: its replies waiting, in flight,
+        and in bytes (the unread ones, plus those in flight at its recent reply size) are all
+        under their bounds."""
         queued = len(self.queue)
         if queued >= MAX_INFLIGHT:
             return False
@@ -429,15 +428,12 @@ class Session(asyncio.Protocol):
         self.reply_size = max(size, self.reply_size - (self.reply_size >> 4))
 
     def _stall(self) -> None:
-        """Stop reading this client's commands (and its socket) until ``_room`` says so."""
+        """Stop reading this client's commands (and its socket) until ``_room`` says so; count
+        and log, once per pause, a client stopped because it does not read."""
         if not self.stalled:
             self.stalled = True
             if self.transport is not None:
                 self.transport.pause_reading()
-        self._note_pause()
-
-    def _note_pause(self) -> None:
-        """Count and log, once per pause, a client stopped because it does not read."""
         if self.paused or self.transport is None:
             return
         unread = self.held + self.transport.get_write_buffer_size()
@@ -487,7 +483,7 @@ class Session(asyncio.Protocol):
                     transport.resume_reading()
                 self.pump()
             else:
-                self._note_pause()
+                self._stall()
 
     # -- talking to nodes --
     def conn_for(self, addr: Addr) -> NodeConn:
@@ -766,11 +762,10 @@ class Proxy:
 
     async def _startup(self) -> None:
         await self._load_slot_map()
-        version = await self._ask_any(b"INFO", b"server")
-        if isinstance(version, bytes):
-            m = re.search(rb"redis_version:([0-9.]+)", version)
-            if m:
-                self.server_version = m[1].decode()
+        info = await self._ask_any(b"INFO", b"server")
+        m = re.search(rb"redis_version:([0-9.]+)", info if isinstance(info, bytes) else b"")
+        if m:
+            self.server_version = m[1].decode()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: Session(self), self.host, self.port, reuse_address=True
