@@ -163,11 +163,8 @@ def key_positions(argv: Sequence[bytes]) -> list[int]:
 
 def slot_of(argv: Sequence[bytes], positions: Sequence[int]) -> int | None:
     """The one slot of the keys at these positions, or None when they span slots."""
-    slot = key_slot(argv[positions[0]])
-    for p in positions[1:]:
-        if key_slot(argv[p]) != slot:
-            return None
-    return slot
+    slots = {key_slot(argv[p]) for p in positions}
+    return slots.pop() if len(slots) == 1 else None
 
 
 #: The server's rules for the transaction commands: refused inside MULTI (True) or outside it.
@@ -190,12 +187,9 @@ class Rules:
     password: str | None = None
     #: Commands answered "not supported": these would switch the connection into a mode the
     #: proxy cannot follow.
-    not_supported = frozenset(
-        {
-            b"subscribe", b"psubscribe", b"ssubscribe", b"unsubscribe", b"punsubscribe",
-            b"sunsubscribe", b"monitor", b"sync", b"psync", b"replconf",
-        }
-    )  # fmt: skip
+    not_supported = frozenset({b"subscribe", b"psubscribe", b"ssubscribe", b"unsubscribe",
+                               b"punsubscribe", b"sunsubscribe", b"monitor", b"sync", b"psync",
+                               b"replconf"})  # fmt: skip
 
     def __init__(self) -> None:
         self.handlers: dict[bytes, Handler] = {
