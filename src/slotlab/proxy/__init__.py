@@ -8,11 +8,9 @@ in same slot`` while a DEL of the same keys works. Start one with ``lab.proxy_cl
 or ``Proxy(["127.0.0.1:7000"], personality="alibaba").start()``; it serves on a loopback port
 from a background thread (on uvloop when installed), so notebooks use it synchronously.
 
-The rules and the transport are apart: ``rules`` (:func:`decide`: what the proxy does with a
-request, with no network), one file per personality with its rules and their sources
-(``alibaba``; ``passthrough``, which routes by the first key as go-redis's ClusterClient does),
-``script_check`` (:func:`check_script`) and ``transport`` (sessions, node connections, redirects
-and NOSCRIPT in one place). Texts the proxy makes up start ``ERR slotlab proxy:``.
+``rules`` decides what the proxy does with a request, with no network (:func:`decide`); one file
+per personality holds its rules and their sources (``alibaba``, ``passthrough``); ``transport``
+carries the decisions out. Texts the proxy makes up start ``ERR slotlab proxy:``.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ issues #2333 and #2894). The real proxy is closed source: this is a model of the
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 from collections.abc import Sequence
@@ -41,7 +42,6 @@ from typing import Final
 
 from slotlab import commands, errors
 from slotlab.proxy.rules import (
-    NOT_SUPPORTED,
     OK,
     QUEUED,
     Answer,
@@ -53,9 +53,6 @@ from slotlab.proxy.rules import (
     SlotMap,
     Transaction,
     err,
-    first_error_or_first,
-    int_reply,
-    is_error,
     key_positions,
     shown,
     slot_of,
@@ -64,25 +61,34 @@ from slotlab.proxy.script_check import check_script
 from slotlab.resp import bulk, error_reply, split_array
 from slotlab.slots import key_slot
 
-CROSS_SLOT: Final = errors.ALIBABA_CROSS_SLOT
-NO_KEYS: Final = errors.ALIBABA_NO_KEYS
-BAD_SCRIPT: Final = errors.ALIBABA_BAD_SCRIPT
-
-_NOT_SUPPORTED: Final = NOT_SUPPORTED | frozenset(
-    {
-        b"asking", b"readonly", b"readwrite", b"wait", b"waitaof", b"migrate", b"replicaof",
-        b"slaveof", b"shutdown", b"failover", b"swapdb", b"move", b"debug", b"pubsub",
-        b"publish", b"spublish",
-    }
-)  # fmt: skip
 _FAN_OUT: Final = frozenset({b"del", b"unlink", b"exists", b"touch", b"mget", b"mset"})
 SCRIPTS: Final = frozenset({b"eval", b"evalsha", b"eval_ro", b"evalsha_ro"})
+_EVERY_MASTER: Final = frozenset({b"flushall", b"flushdb", b"dbsize", b"keys", b"randomkey"})
 #: Commands with a handler that may still be queued in MULTI (sent with the transaction).
 _QUEUEABLE: Final = _FAN_OUT | {b"ping", b"echo", b"unwatch"}
 
 
 def _cross_slot(argv: Sequence[bytes]) -> Answer:
-    return err(CROSS_SLOT.format(cmd=shown(argv[0]).upper()))
+    return err(errors.ALIBABA_CROSS_SLOT.format(cmd=shown(argv[0]).upper()))
+
+
+def _is_error(raw: bytes) -> bool:
+    return raw[:1] in (b"-", b"!")
+
+
+def _sum(replies: list[bytes]) -> bytes:
+    """The sum of integer replies, as one integer reply."""
+    return b":%d\r\n" % sum(int(raw[1:-2]) for raw in replies)
+
+
+def _first_error_or_first(replies: list[bytes]) -> bytes:
+    return next((raw for raw in replies if _is_error(raw)), replies[0])
+
+
+@functools.lru_cache(maxsize=10000)
+def _rejected(body: bytes) -> bool:
+    """True when the static script check rejects ``body`` (the verdict is kept)."""
+    return bool(check_script(body))
 
 
 def _by_slot(keys: Sequence[bytes]) -> dict[int, list[int]]:
@@ -96,33 +102,27 @@ class Alibaba(Rules):
     """Alibaba Cloud's proxy mode (see the module docstring for each rule and its source)."""
 
     name = "alibaba"
+    not_supported = Rules.not_supported | {
+        b"asking", b"readonly", b"readwrite", b"wait", b"waitaof", b"migrate", b"replicaof",
+        b"slaveof", b"shutdown", b"failover", b"swapdb", b"move", b"debug", b"pubsub",
+        b"publish", b"spublish",
+    }  # fmt: skip
 
     def __init__(self, script_check_enable: bool = True) -> None:
         super().__init__()
         self.script_check_enable = script_check_enable
         self.scripts: dict[str, bytes] = {}  # SHA1 -> body of every script seen
-        self.verdicts: dict[bytes, bool] = {}  # body -> rejected by the check
         h = self.handlers
-        for name in _NOT_SUPPORTED:
-            h[name] = self.unsupported
-        for name in _FAN_OUT:
-            h[name] = self.fan_out
-        for name in SCRIPTS:
-            h[name] = self.script_call
-        h.update(
-            {
-                b"cluster": self.cluster,
-                b"script": self.script, b"multi": self.multi, b"exec": self.exec_,
-                b"discard": self.discard, b"watch": self.watch, b"unwatch": self.unwatch,
-                b"flushall": self.every_master, b"flushdb": self.every_master,
-                b"dbsize": self.every_master, b"keys": self.every_master,
-                b"randomkey": self.every_master, b"scan": self.scan,
-            }
-        )  # fmt: skip
+        h.update(dict.fromkeys(_FAN_OUT, self.fan_out))
+        h.update(dict.fromkeys(SCRIPTS, self.script_call))
+        h.update(dict.fromkeys(_EVERY_MASTER, self.every_master))
+        h.update({b"cluster": self.cluster, b"script": self.script, b"multi": self.multi,
+                  b"exec": self.exec_, b"discard": self.discard, b"watch": self.watch,
+                  b"unwatch": self.unwatch, b"scan": self.scan})  # fmt: skip
 
     def decide(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
         name = argv[0].lower()
-        if state.tx is not None and name not in self.tx_control:
+        if state.in_multi and name not in self.tx_control:
             return self.queue(argv, state)
         if name in self.handlers:
             return self.handle(name, argv, state, slots)
@@ -162,7 +162,7 @@ class Alibaba(Rules):
             if name == b"mset":
                 return replies[0]
             if name != b"mget":
-                return b":%d\r\n" % sum(int_reply(raw) for raw in replies)
+                return _sum(replies)
             values: list[bytes] = [null] * len(items)
             for idx, raw in zip(order, replies, strict=True):
                 for i, value in zip(idx, split_array(raw) or [], strict=False):
@@ -177,15 +177,6 @@ class Alibaba(Rules):
             self.scripts.clear()
         self.scripts[hashlib.sha1(body).hexdigest()] = body
 
-    def rejects(self, body: bytes) -> bool:
-        """True when the static script check rejects ``body`` (the verdict is kept)."""
-        verdict = self.verdicts.get(body)
-        if verdict is None:
-            if len(self.verdicts) > 10000:
-                self.verdicts.clear()
-            verdict = self.verdicts[body] = bool(check_script(body))
-        return verdict
-
     def script_error(self, argv: list[bytes]) -> tuple[Answer | None, int, bytes | None]:
         """Check an EVAL-family command: (an error or None, its slot, the script body)."""
         name = argv[0].lower()
@@ -195,7 +186,7 @@ class Alibaba(Rules):
         if numkeys is None:
             return err(errors.NOT_INTEGER), 0, None
         if numkeys <= 0:
-            return err(NO_KEYS), 0, None
+            return err(errors.ALIBABA_NO_KEYS), 0, None
         if numkeys > len(argv) - 3:
             return err(errors.NUMKEYS_TOO_MANY), 0, None
         slot = slot_of(argv, range(3, 3 + numkeys))
@@ -207,8 +198,9 @@ class Alibaba(Rules):
             self.remember(body)
         else:
             body = self.scripts.get(argv[1].decode("ascii", "replace").lower())
-        if self.script_check_enable and body is not None and self.rejects(body):
-            return Answer(error_reply(BAD_SCRIPT), counts_as="scripts_rejected"), slot, body
+        if self.script_check_enable and body is not None and _rejected(body):
+            rejected = Answer(error_reply(errors.ALIBABA_BAD_SCRIPT), counts_as="scripts_rejected")
+            return rejected, slot, body
         return None, slot, body
 
     def script_call(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
@@ -224,18 +216,17 @@ class Alibaba(Rules):
         everywhere = tuple((m, argv) for m in masters)
         if sub == b"load":
             self.remember(argv[2])
-            return FanOut(everywhere, first_error_or_first)
+            return FanOut(everywhere, _first_error_or_first)
         if sub == b"flush":
             self.scripts.clear()
-            self.verdicts.clear()
-            return FanOut(everywhere, first_error_or_first)
+            return FanOut(everywhere, _first_error_or_first)
         if sub == b"exists":
             shas = [a.decode("ascii", "replace").lower() for a in argv[2:]]
             known = self.scripts
 
             def exists(replies: list[bytes]) -> bytes:  # known here, or on every master
-                if any(is_error(raw) for raw in replies):
-                    return first_error_or_first(replies)
+                if any(_is_error(raw) for raw in replies):
+                    return _first_error_or_first(replies)
                 nodes = [split_array(raw) or [] for raw in replies]
                 found = [
                     sha in known or all(n[i] == b":1\r\n" for n in nodes)
@@ -250,8 +241,6 @@ class Alibaba(Rules):
 
     # -- rule 4: transactions --
     def multi(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
-        if state.tx is not None:
-            return err(errors.MULTI_NESTED)
         state.tx = []
         state.tx_error = False
         return Answer(OK)
@@ -265,9 +254,8 @@ class Alibaba(Rules):
         if problem is not None:
             return err(problem)
         if name in self.handlers and name not in _QUEUEABLE:
-            return err(
-                errors.PROXY_UNSUPPORTED.format(cmd=shown(argv[0]).upper() + " inside MULTI")
-            )
+            what = shown(argv[0]).upper() + " inside MULTI"
+            return err(errors.PROXY_UNSUPPORTED.format(cmd=what))
         positions = key_positions(argv)
         if positions and slot_of(argv, positions) is None:
             return _cross_slot(argv)
@@ -283,8 +271,6 @@ class Alibaba(Rules):
         return Answer(QUEUED)
 
     def discard(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
-        if state.tx is None:
-            return err(errors.DISCARD_WITHOUT_MULTI)
         state.tx = None
         return self._end_watch(state, OK)
 
@@ -295,11 +281,9 @@ class Alibaba(Rules):
         return Answer(reply, unpin=pinned)
 
     def watch(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
-        if state.tx is not None:
-            return err(errors.WATCH_IN_MULTI)
         slot = slot_of(argv, range(1, len(argv)))
         if slot is None:
-            return err(CROSS_SLOT.format(cmd="WATCH"))
+            return err(errors.ALIBABA_CROSS_SLOT.format(cmd="WATCH"))
         if state.watch_slot is not None and slot != state.watch_slot:
             return err(errors.PROXY_WATCH_SLOT)
         pinned = state.pinned
@@ -308,18 +292,16 @@ class Alibaba(Rules):
         return Forward(slot, pinned=pinned, pin=not pinned)
 
     def unwatch(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
-        if state.tx is not None:  # UNWATCH inside MULTI is queued by a server; it changes nothing
+        if state.in_multi:  # UNWATCH inside MULTI is queued by a server; it changes nothing
             return self.queue(argv, state)
         return self._end_watch(state, OK)
 
     def exec_(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
-        if state.tx is None:
-            return err(errors.EXEC_WITHOUT_MULTI)
-        queued, failed, watch_slot = state.tx, state.tx_error, state.watch_slot
+        queued, failed, watch_slot = state.tx or [], state.tx_error, state.watch_slot
         state.tx = None
         state.tx_error = False
         if failed:
-            return self._end_watch(state, b"-" + errors.EXECABORT.encode() + b"\r\n")
+            return self._end_watch(state, error_reply(errors.EXECABORT))
         # Split by slot, keeping the first-seen order; keyless commands join the first part.
         groups: dict[int | None, list[int]] = {}
         keyless: list[int] = []
@@ -330,7 +312,7 @@ class Alibaba(Rules):
             else:
                 keyless.append(i)
         if watch_slot is not None and any(slot != watch_slot for slot in groups):
-            return self._end_watch(state, b"-" + errors.PROXY_WATCH_SLOT.encode() + b"\r\n")
+            return self._end_watch(state, error_reply(errors.PROXY_WATCH_SLOT))
         watched = state.pinned
         state.pinned = False  # EXEC ends a WATCH, whatever happens
         state.watch_slot = None
@@ -355,11 +337,10 @@ class Alibaba(Rules):
         null, name = state.null, argv[0].lower()
 
         def merge(replies: list[bytes]) -> bytes:
-            errors_ = [raw for raw in replies if is_error(raw)]
-            if errors_ or name in (b"flushall", b"flushdb"):
-                return (errors_ or replies)[0]
+            if name in (b"flushall", b"flushdb") or any(_is_error(raw) for raw in replies):
+                return _first_error_or_first(replies)
             if name == b"dbsize":
-                return b":%d\r\n" % sum(int_reply(raw) for raw in replies)
+                return _sum(replies)
             if name == b"keys":
                 items = [item for raw in replies for item in split_array(raw) or []]
                 return b"*%d\r\n" % len(items) + b"".join(items)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 
-from slotlab import errors
 from slotlab.proxy.rules import (
     OK,
     QUEUED,
@@ -21,7 +20,6 @@ from slotlab.proxy.rules import (
     Rules,
     SessionState,
     SlotMap,
-    err,
     key_positions,
 )
 from slotlab.slots import key_slot
@@ -34,16 +32,12 @@ class Passthrough(Rules):
 
     def __init__(self) -> None:
         super().__init__()
-        self.handlers.update(
-            {
-                b"multi": self.multi, b"exec": self.exec_, b"discard": self.discard,
-                b"watch": self.watch, b"unwatch": self.unwatch,
-            }
-        )  # fmt: skip
+        self.handlers.update({b"multi": self.multi, b"exec": self.exec_, b"discard": self.discard,
+                              b"watch": self.watch, b"unwatch": self.unwatch})  # fmt: skip
 
     def decide(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
         name = argv[0].lower()
-        if (state.tx is not None or state.tx_live) and name not in self.tx_control:
+        if state.in_multi and name not in self.tx_control:
             return self.in_multi(argv, state)
         if name in self.handlers:
             return self.handle(name, argv, state, slots)
@@ -52,8 +46,6 @@ class Passthrough(Rules):
 
     # A transaction is pinned to one node: the WATCHed one, else the first key's.
     def multi(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
-        if state.tx is not None or state.tx_live:
-            return err(errors.MULTI_NESTED)
         if state.pinned:
             state.tx_live = True
             return Forward(None, pinned=True)
@@ -78,8 +70,6 @@ class Passthrough(Rules):
         return Forward(slot, pin=True, prelude=prelude)
 
     def exec_(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
-        if state.tx is None and not state.tx_live:
-            return err(errors.EXEC_WITHOUT_MULTI)
         if not state.tx_live:
             return self._end(state, self._pin(state, random.randrange(16384)))
         return self._end(state, Forward(None, pinned=True))
@@ -91,15 +81,11 @@ class Passthrough(Rules):
         return decision
 
     def discard(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
-        if state.tx is None and not state.tx_live:
-            return err(errors.DISCARD_WITHOUT_MULTI)
         if state.tx_live:
             return self._end(state, Forward(None, pinned=True))
         return self._end(state, Answer(OK))
 
     def watch(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
-        if state.tx is not None or state.tx_live:
-            return err(errors.WATCH_IN_MULTI)
         if state.pinned:
             return Forward(None, pinned=True)
         state.pinned = True

@@ -48,9 +48,6 @@ QUEUED: Final = b"+QUEUED\r\n"
 NULL: Final = {2: b"$-1\r\n", 3: b"_\r\n"}
 
 
-# ---- decisions --------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Answer:
     """Answer here with ``reply`` (raw RESP). ``close``: then close the connection (QUIT).
@@ -67,11 +64,10 @@ class Answer:
 class Forward:
     """Send the request to the owner of ``slot`` (None: any master), its reply to the client.
 
-    ``pinned``: send it to
-    the node this connection is pinned to (a WATCH or a transaction lives there), redirects not
-    followed. ``pin``: pin the connection to wherever the request lands. ``prelude``: commands
-    sent first whose replies the client never sees. ``script``: the body of an EVALSHA, sent as
-    EVAL if the node answers NOSCRIPT.
+    ``pinned``: send it to the node this connection is pinned to (a WATCH or a transaction lives
+    there), redirects not followed. ``pin``: pin the connection to wherever the request lands.
+    ``prelude``: commands sent first whose replies the client never sees. ``script``: the body
+    of an EVALSHA, sent as EVAL if the node answers NOSCRIPT.
     """
 
     slot: int | None
@@ -123,6 +119,11 @@ class SessionState:
     def null(self) -> bytes:
         return NULL[self.protocol]
 
+    @property
+    def in_multi(self) -> bool:
+        """Between MULTI and EXEC or DISCARD (queued here, or live on the pinned node)."""
+        return self.tx is not None or self.tx_live
+
 
 class SlotMap(Protocol):
     """The part of the cluster's layout the rules read."""
@@ -144,30 +145,12 @@ class StaticSlotMap:
         return self.slots.get(slot, self.masters[0])
 
 
-# ---- helpers ----------------------------------------------------------------------------------
-
-
 def err(text: str) -> Answer:
     return Answer(error_reply(text))
 
 
 def shown(name: bytes) -> str:
     return name.decode("utf-8", "replace")
-
-
-def is_error(raw: bytes) -> bool:
-    return raw[:1] in (b"-", b"!")
-
-
-def int_reply(raw: bytes) -> int:
-    return int(raw[1:-2])
-
-
-def first_error_or_first(replies: list[bytes]) -> bytes:
-    for raw in replies:
-        if is_error(raw):
-            return raw
-    return replies[0]
 
 
 def key_positions(argv: Sequence[bytes]) -> list[int]:
@@ -180,20 +163,15 @@ def key_positions(argv: Sequence[bytes]) -> list[int]:
 
 def slot_of(argv: Sequence[bytes], positions: Sequence[int]) -> int | None:
     """The one slot of the keys at these positions, or None when they span slots."""
-    slot = key_slot(argv[positions[0]])
-    for p in positions[1:]:
-        if key_slot(argv[p]) != slot:
-            return None
-    return slot
+    slots = {key_slot(argv[p]) for p in positions}
+    return slots.pop() if len(slots) == 1 else None
 
 
-NOT_SUPPORTED: Final = frozenset(
-    {
-        b"subscribe", b"psubscribe", b"ssubscribe", b"unsubscribe", b"punsubscribe",
-        b"sunsubscribe", b"monitor", b"sync", b"psync", b"replconf",
-    }
-)  # fmt: skip
-"""Commands that would switch the connection into a mode the proxy cannot follow."""
+#: The server's rules for the transaction commands: refused inside MULTI (True) or outside it.
+_MULTI_RULES: Final = {
+    b"multi": (True, errors.MULTI_NESTED), b"watch": (True, errors.WATCH_IN_MULTI),
+    b"exec": (False, errors.EXEC_WITHOUT_MULTI), b"discard": (False, errors.DISCARD_WITHOUT_MULTI),
+}  # fmt: skip
 
 Handler = Callable[[list[bytes], SessionState, SlotMap], "Decision"]
 
@@ -207,14 +185,18 @@ class Rules:
 
     #: What a client must AUTH with (None: no password), as a server's ``requirepass``.
     password: str | None = None
+    #: Commands answered "not supported": these would switch the connection into a mode the
+    #: proxy cannot follow.
+    not_supported = frozenset({b"subscribe", b"psubscribe", b"ssubscribe", b"unsubscribe",
+                               b"punsubscribe", b"sunsubscribe", b"monitor", b"sync", b"psync",
+                               b"replconf"})  # fmt: skip
 
     def __init__(self) -> None:
         self.handlers: dict[bytes, Handler] = {
             b"ping": self.ping, b"echo": self.echo, b"quit": self.quit, b"hello": self.hello,
             b"select": self.select, b"client": self.client, b"reset": self.reset,
         }  # fmt: skip
-        for name in NOT_SUPPORTED:
-            self.handlers[name] = self.unsupported
+        self.handlers.update(dict.fromkeys(self.not_supported, self.unsupported))
 
     def decide(self, argv: list[bytes], state: SessionState, slots: SlotMap) -> Decision:
         """The decision for one request (see the module docstring)."""
@@ -242,12 +224,14 @@ class Rules:
                 return err(problem)
         return None
 
-    def handle(
-        self, name: bytes, argv: list[bytes], state: SessionState, slots: SlotMap
-    ) -> Decision:
+    def handle(self, name: bytes, argv: list[bytes], state: SessionState,
+               slots: SlotMap) -> Decision:  # fmt: skip
         """A command the proxy answers itself: the server's existence and arity checks first
-        (``commands.check_command``), then its handler."""
+        (``commands.check_command``), its MULTI rules, then its handler."""
         problem = commands.check_command(argv)[1]
+        refused_in_multi, multi_error = _MULTI_RULES.get(name, (None, ""))
+        if problem is None and refused_in_multi == state.in_multi:
+            problem = multi_error
         return err(problem) if problem is not None else self.handlers[name](argv, state, slots)
 
     # -- the connection commands --
@@ -317,17 +301,13 @@ def rules_for(
     from slotlab.proxy.alibaba import Alibaba
     from slotlab.proxy.passthrough import Passthrough
 
-    rules: Rules
-    if personality == "alibaba":
-        rules = Alibaba(script_check_enable)
-    elif personality == "passthrough":
-        rules = Passthrough()
-    else:
-        rules = None  # type: ignore[assignment]
-    if rules is not None:
-        rules.password = password
-        return rules
-    raise ValueError(f"unknown personality {personality!r}: choose one of 'alibaba', 'passthrough'")
+    if personality not in ("alibaba", "passthrough"):
+        raise ValueError(
+            f"unknown personality {personality!r}: choose one of 'alibaba', 'passthrough'"
+        )
+    rules = Alibaba(script_check_enable) if personality == "alibaba" else Passthrough()
+    rules.password = password
+    return rules
 
 
 def decide(personality: str | Rules, argv: Sequence[bytes | str],

@@ -28,6 +28,7 @@ _LUA_TOKEN = re.compile(
     | (?P<number>0[xX][0-9a-fA-F]+|\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)
     | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
     | (?P<op>\.\.\.|\.\.|==|~=|<=|>=|::|//|<<|>>|[-+*/%^\#&~|<>=(){}\[\];:,.])
+    | (?P<bad>.)
     """,
     re.VERBOSE | re.DOTALL,
 )
@@ -50,15 +51,12 @@ def _lua_tokens(src: str) -> list[_Tok]:
         nl = src.find("\n")
         pos = len(src) if nl < 0 else nl + 1
     out: list[_Tok] = []
-    n = len(src)
-    while pos < n:
-        m = _LUA_TOKEN.match(src, pos)
-        if m is None:
-            raise _LuaSyntax(f"unexpected character {src[pos]!r}")
+    for m in _LUA_TOKEN.finditer(src, pos):
         kind = m.lastgroup or ""
+        if kind == "bad":
+            raise _LuaSyntax(f"unexpected character {m.group()!r}")
         if kind not in ("ws", "comment", "lcomment"):
-            out.append(_Tok(kind, m.group(), pos))
-        pos = m.end()
+            out.append(_Tok(kind, m.group(), m.start()))
     return out
 
 
@@ -102,29 +100,21 @@ def _is_keys_index(toks: Sequence[_Tok]) -> bool:
     return len(texts) == 4 and texts[:2] == ["KEYS", "["] and texts[2].isdigit() and texts[3] == "]"
 
 
-def _call_args(toks: Sequence[_Tok], start: int) -> tuple[list[list[_Tok]], int]:
-    """Split the arguments of a call whose ``(`` is just before ``start``; return them and ``)``."""
+def _call_args(toks: Sequence[_Tok], start: int) -> list[list[_Tok]]:
+    """Split the arguments of a call whose ``(`` is just before ``start``, up to its ``)``."""
     depth = 0
     args: list[list[_Tok]] = []
     cur: list[_Tok] = []
-    j = start
-    while j < len(toks):
-        t = toks[j]
-        if t.kind == "op" and t.text in "([{":
-            depth += 1
-        elif t.kind == "op" and t.text in ")]}":
-            if depth == 0:
-                if cur or args:
-                    args.append(cur)
-                return args, j
-            depth -= 1
-        elif t.kind == "op" and t.text == "," and depth == 0:
+    for t in toks[start:]:
+        op = t.text if t.kind == "op" else ""
+        if depth == 0 and op in (")", "]", "}"):
+            return [*args, cur] if cur or args else args
+        if depth == 0 and op == ",":
             args.append(cur)
             cur = []
-            j += 1
             continue
+        depth += (op in ("(", "[", "{")) - (op in (")", "]", "}"))
         cur.append(t)
-        j += 1
     raise _LuaSyntax("unbalanced parentheses")
 
 
@@ -164,7 +154,7 @@ def check_script(script: str | bytes) -> list[ScriptProblem]:
             i += 1
             continue
         try:
-            args, _end = _call_args(toks, i + 4)
+            args = _call_args(toks, i + 4)
         except _LuaSyntax:
             return problems
         line = src.count("\n", 0, t.at) + 1

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import functools
 import importlib
+import itertools
 import logging
 import os
 import re
@@ -70,11 +71,7 @@ _UNPIN: Final = resp.encode_command(b"DISCARD") + resp.encode_command(b"UNWATCH"
 
 
 class ProxyError(RuntimeError):
-    """The proxy could not start (no node answered) or was used after it stopped."""
-
-
-def _pack(args: Sequence[bytes]) -> bytes:
-    return resp.encode_command(*args)
+    """The proxy could not start: no node answered, or the event loop asked for is missing."""
 
 
 def _ignore(raw: bytes) -> None:
@@ -94,9 +91,6 @@ def _blocking(name: bytes) -> bool:
     """True for a command that may wait on the node as long as it likes (BLPOP, XREAD...)."""
     spec = commands.lookup([name])
     return spec is not None and "blocking" in spec.flags
-
-
-# ---- connections to the nodes -----------------------------------------------------------------
 
 
 class NodeConn(asyncio.Protocol):
@@ -125,7 +119,7 @@ class NodeConn(asyncio.Protocol):
         except (OSError, asyncio.TimeoutError) as exc:  # "Connection refused", on either loop
             errno = getattr(exc, "errno", None)
             why = os.strerror(errno) if errno else str(exc) or "connect timed out"
-            self.proxy._mark_down(self.addr, why)
+            self.proxy._down[self.addr] = (time.monotonic() + DOWN_BACKOFF, why)
             self.proxy._schedule_refresh()  # a failover may have given its slots to a replica
             self._fail(why)
 
@@ -140,9 +134,7 @@ class NodeConn(asyncio.Protocol):
         if hello:
             self.pending.appendleft(_ignore)
             self.out.insert(0, hello)
-        if self.out:
-            self.transport.write(b"".join(self.out))
-            self.out.clear()
+        self.uncork()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -244,17 +236,14 @@ class NodeConn(asyncio.Protocol):
                 self.transport.abort()
 
 
-# ---- client connections -----------------------------------------------------------------------
-
-
 class _Reply:
     """One place in a client's reply order; calling it with the reply bytes fills it in."""
 
     __slots__ = ("data", "session")
 
-    def __init__(self, session: Session, data: bytes | None = None) -> None:
+    def __init__(self, session: Session) -> None:
         self.session = session
-        self.data = data
+        self.data: bytes | None = None
 
     def __call__(self, data: bytes) -> None:
         self.data = data
@@ -269,7 +258,7 @@ class Session(asyncio.Protocol):
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
         self.rules = proxy._rules
-        self.state = SessionState(id=proxy._next_id(), version=proxy.server_version,
+        self.state = SessionState(id=next(proxy._ids), version=proxy.server_version,
                                   authenticated=proxy.password is None)  # fmt: skip
         self.transport: asyncio.Transport | None = None
         self.reader = RequestReader()
@@ -301,9 +290,6 @@ class Session(asyncio.Protocol):
             return
         self.reader.feed(data)
         self.pump()
-
-    def pause_writing(self) -> None:
-        """The client is not reading: ``_room`` stops reading its commands."""
 
     def resume_writing(self) -> None:
         """The client read its replies: read its commands again."""
@@ -353,9 +339,10 @@ class Session(asyncio.Protocol):
         """Do what the rules decided for ``argv`` (``raw``: its bytes as the client sent them)."""
         if self.state.protocol != self.proto:
             self.switch_protocol(self.state.protocol)
+        counter = getattr(decision, "counts_as", "")
+        if counter:
+            self.proxy.stats[counter] += 1
         if isinstance(decision, Answer):
-            if decision.counts_as:
-                self.proxy.stats[decision.counts_as] += 1
             if decision.unpin and self.pinned is not None:
                 self.conn_for(self.pinned).send(_UNPIN, (_ignore, _ignore))
                 self.pinned = None
@@ -365,26 +352,25 @@ class Session(asyncio.Protocol):
         elif isinstance(decision, Forward):
             self.forward(decision, argv, raw)
         elif isinstance(decision, FanOut):
-            if decision.counts_as:
-                self.proxy.stats[decision.counts_as] += 1
-            self.gather([(addr, _pack(a)) for addr, a in decision.parts], decision.merge)
+            parts = decision.parts
+            self.gather([partial(self.request, a, resp.encode_command(*c)) for a, c in parts],
+                        decision.merge)  # fmt: skip
         else:
             self.transaction(decision)
 
     def forward(self, d: Forward, argv: list[bytes], raw: bytes | None) -> None:
-        args = argv
-        payload = raw if raw is not None else _pack(argv)
+        payload = raw if raw is not None else resp.encode_command(*argv)
         if d.prelude:
-            payload = b"".join(_pack(p) for p in d.prelude) + payload
+            payload = b"".join(resp.encode_command(*p) for p in d.prelude) + payload
         r = self.new_reply()
-        patient = _blocking(args[0])
+        patient = _blocking(argv[0])
         if d.pinned and self.pinned is not None:
             conn = self.conn_for(self.pinned)
             conn.send(payload, [_ignore] * len(d.prelude) + [r], patient)
             if not self.state.pinned:
                 self.pinned = None
             return
-        addr = self.proxy.node_for(d.slot) if d.slot is not None else self.proxy._any_master()
+        addr = self.proxy.node_for(d.slot) if d.slot is not None else self.proxy.masters[0]
         landed = None
         if d.pin:
             self.pinned = addr
@@ -396,8 +382,8 @@ class Session(asyncio.Protocol):
 
         as_eval = None
         if d.script is not None:  # an EVALSHA whose body the rules know
-            name = b"EVAL_RO" if args[0].lower().endswith(b"_ro") else b"EVAL"
-            as_eval = _pack([name, d.script, *args[2:]])
+            name = b"EVAL_RO" if argv[0].lower().endswith(b"_ro") else b"EVAL"
+            as_eval = resp.encode_command(name, d.script, *argv[2:])
         self.request(addr, payload, r, landed=landed, as_eval=as_eval, patient=patient,
                      ignored=len(d.prelude))  # fmt: skip
 
@@ -419,10 +405,9 @@ class Session(asyncio.Protocol):
 
     # -- the bound on a client's replies, in bytes --
     def _room(self) -> bool:
-        """True when this client may send one more command: fewer than MAX_INFLIGHT replies
-        waiting, fewer in flight than its window, and the bytes of replies made but not read
-        (here and in the socket's buffer), plus the ones in flight at the recent reply size,
-        under CLIENT_BUFFER_BYTES."""
+        """True when this client may send one more command: its replies waiting, in flight,
+        and in bytes (the unread ones, plus those in flight at its recent reply size) are all
+        under their bounds."""
         queued = len(self.queue)
         if queued >= MAX_INFLIGHT:
             return False
@@ -443,15 +428,12 @@ class Session(asyncio.Protocol):
         self.reply_size = max(size, self.reply_size - (self.reply_size >> 4))
 
     def _stall(self) -> None:
-        """Stop reading this client's commands (and its socket) until ``_room`` says so."""
+        """Stop reading this client's commands (and its socket) until ``_room`` says so; count
+        and log, once per pause, a client stopped because it does not read."""
         if not self.stalled:
             self.stalled = True
             if self.transport is not None:
                 self.transport.pause_reading()
-        self._note_pause()
-
-    def _note_pause(self) -> None:
-        """Count and log, once per pause, a client stopped because it does not read."""
         if self.paused or self.transport is None:
             return
         unread = self.held + self.transport.get_write_buffer_size()
@@ -469,9 +451,7 @@ class Session(asyncio.Protocol):
 
     def local(self, data: bytes) -> None:
         """A reply the proxy makes itself."""
-        self.queue.append(_Reply(self, data))
-        self._filled(len(data))
-        self._mark()
+        self.new_reply()(data)
 
     def _mark(self) -> None:
         if not self.dirty:  # written once this turn of the event loop is over
@@ -503,7 +483,7 @@ class Session(asyncio.Protocol):
                     transport.resume_reading()
                 self.pump()
             else:
-                self._note_pause()
+                self._stall()
 
     # -- talking to nodes --
     def conn_for(self, addr: Addr) -> NodeConn:
@@ -554,11 +534,12 @@ class Session(asyncio.Protocol):
         self.conns.clear()
         self.pinned = None
 
-    def gather(self, requests: Sequence[tuple[Addr, bytes]],
-               finish: Callable[[list[bytes]], bytes]) -> None:  # fmt: skip
-        """Send several requests; when all replies are in, ``finish`` makes the one reply."""
+    def gather(self, requests: Sequence[Callable[[Callable[[Any], None]], None]],
+               finish: Callable[[list[Any]], bytes]) -> None:  # fmt: skip
+        """Start several requests, each given the callback for its result; when all results
+        are in, ``finish`` makes the client's one reply from them (in the requests' order)."""
         r = self.new_reply()
-        results: list[bytes] = [b""] * len(requests)
+        results: list[Any] = [None] * len(requests)
         left = [len(requests)]
 
         def done() -> None:
@@ -567,47 +548,41 @@ class Session(asyncio.Protocol):
             except Exception as exc:  # noqa: BLE001 - a bug must not stall this client
                 r(self.internal_error(exc))
 
-        def put(i: int, raw: bytes) -> None:
-            results[i] = raw
+        def put(i: int, result: Any) -> None:
+            results[i] = result
             left[0] -= 1
             if not left[0]:
                 done()
 
         if not requests:
             done()
-        for i, (addr, payload) in enumerate(requests):
-            self.request(addr, payload, partial(put, i))
+        for i, start in enumerate(requests):
+            start(partial(put, i))
 
     # -- transactions split per slot --
     def transaction(self, t: Transaction) -> None:
         """EXEC of a split transaction: one MULTI/EXEC per part, replies in the queued order."""
         if len(t.parts) > 1:
             self.proxy.stats["split_transactions"] += 1
-        r = self.new_reply()
-        results: list[bytes] = [b""] * t.size
-        left = [len(t.parts)]
-        aborted = [False]
         watched = self.pinned if t.watched else None
         self.pinned = None  # EXEC ends a WATCH, whatever happens
 
-        def done(idx: Sequence[int], replies: list[bytes] | None) -> None:
-            if replies is None:
-                aborted[0] = True
-            else:
-                for i, raw in zip(idx, replies, strict=True):
+        def finish(per_part: list[list[bytes] | None]) -> bytes:
+            if any(replies is None for replies in per_part):  # a WATCHed key changed
+                return b"*-1\r\n" if self.proto == 2 else b"_\r\n"
+            results = [b""] * t.size
+            for (_, idx, _), replies in zip(t.parts, per_part, strict=True):
+                for i, raw in zip(idx, replies or [], strict=True):
                     results[i] = raw
-            left[0] -= 1
-            if not left[0]:
-                nil = b"*-1\r\n" if self.proto == 2 else b"_\r\n"
-                r(nil if aborted[0] else b"*%d\r\n" % t.size + b"".join(results))
+            return b"*%d\r\n" % t.size + b"".join(results)
 
-        for slot, idx, cmds in t.parts:
-            addr = watched or self.proxy.node_for(slot or 0)
-            self._sub_transaction(addr, slot, list(cmds), partial(done, idx), 0, watched)
+        self.gather([partial(self._sub_transaction, watched or self.proxy.node_for(slot or 0),
+                             slot, list(cmds), watched)
+                     for slot, _, cmds in t.parts], finish)  # fmt: skip
 
     def _sub_transaction(self, addr: Addr, slot: int | None, cmds: list[list[bytes]],
-                         done: Callable[[list[bytes] | None], None], attempt: int,
-                         watched: Addr | None) -> None:  # fmt: skip
+                         watched: Addr | None, done: Callable[[list[bytes] | None], None],
+                         attempt: int = 0) -> None:  # fmt: skip
         """MULTI, the commands, EXEC on one node; run again where MOVED points if the slot
         moved meanwhile (never a WATCHed one: the WATCH lives on its node)."""
         queued: list[bytes] = []
@@ -629,16 +604,13 @@ class Session(asyncio.Protocol):
             if moved and attempt < 3 and slot is not None and watched is None:
                 target = self.proxy._redirect(moved[0], addr, True)
                 if target is not None:
-                    self._sub_transaction(target, slot, cmds, done, attempt + 1, None)
+                    self._sub_transaction(target, slot, cmds, None, done, attempt + 1)
                     return
             per_command = [q if q[:1] == b"-" else raw for q in queued[1 : 1 + len(cmds)]]
             done(per_command + [raw] * (len(cmds) - len(per_command)))
 
-        payload = _MULTI + b"".join(_pack(c) for c in cmds) + _EXEC
+        payload = _MULTI + b"".join(resp.encode_command(*c) for c in cmds) + _EXEC
         self.conn_for(addr).send(payload, [queued.append] * (len(cmds) + 1) + [on_exec])
-
-
-# ---- the proxy --------------------------------------------------------------------------------
 
 
 def _parse_node(node: Any) -> Addr:
@@ -711,7 +683,7 @@ class Proxy:
         self._sessions: set[Session] = set()
         self._idle: dict[tuple[Addr, int], list[NodeConn]] = {}
         self._down: dict[Addr, tuple[float, str]] = {}
-        self._ids = 0
+        self._ids = itertools.count(1)  # the client ids HELLO reports
         self._tasks: set[asyncio.Task[Any]] = set()
         self._refreshing = self._closing = False
         self._refreshed_at = 0.0
@@ -719,8 +691,6 @@ class Proxy:
         self._thread: threading.Thread | None = None
         self._server: asyncio.AbstractServer | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
-
-    # ---- public -------------------------------------------------------------------------------
 
     @property
     def address(self) -> str:
@@ -739,7 +709,7 @@ class Proxy:
 
     def node_for(self, slot: int) -> Addr:
         """The master that serves ``slot``, as far as the proxy knows."""
-        return self._slots[slot] or self._any_master()
+        return self._slots[slot] or self._masters[0]
 
     def __repr__(self) -> str:
         state = f"on {self.address}" if self.running else "stopped"
@@ -784,12 +754,6 @@ class Proxy:
         else:
             loop.stop()
 
-    def refresh_slot_map(self) -> None:
-        """Read the slot map again now (the proxy also does this by itself after MOVED)."""
-        if self._loop is None:
-            raise ProxyError("the proxy is not running")
-        asyncio.run_coroutine_threadsafe(self._load_slot_map(), self._loop).result(timeout=30)
-
     def __enter__(self) -> Proxy:
         return self.start()
 
@@ -798,11 +762,10 @@ class Proxy:
 
     async def _startup(self) -> None:
         await self._load_slot_map()
-        version = await self._ask_any(b"INFO", b"server")
-        if isinstance(version, bytes):
-            m = re.search(rb"redis_version:([0-9.]+)", version)
-            if m:
-                self.server_version = m[1].decode()
+        info = await self._ask_any(b"INFO", b"server")
+        m = re.search(rb"redis_version:([0-9.]+)", info if isinstance(info, bytes) else b"")
+        if m:
+            self.server_version = m[1].decode()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: Session(self), self.host, self.port, reuse_address=True
@@ -830,8 +793,6 @@ class Proxy:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    # ---- talking to the cluster outside client traffic ----------------------------------------
-
     async def _ask_any(self, *args: bytes) -> Any:
         """One command to the first node that answers, on a short-lived connection."""
         problems = []
@@ -840,7 +801,7 @@ class Proxy:
                 reader, writer = await asyncio.wait_for(asyncio.open_connection(*addr), 2)
                 try:
                     hello = self._hello(2)
-                    writer.write(hello + _pack(args))
+                    writer.write(hello + resp.encode_command(*args))
                     parser = hiredis.Reader()
                     replies: list[Any] = []
                     while len(replies) < 1 + bool(hello):
@@ -912,11 +873,6 @@ class Proxy:
         self._refreshed_at = now
         self._spawn(self._refresh())
 
-    def _any_master(self) -> Addr:
-        return self._masters[0]
-
-    # ---- node connections ---------------------------------------------------------------------
-
     def _acquire(self, addr: Addr, proto: int) -> NodeConn:
         idle = self._idle.get((addr, proto))
         while idle:
@@ -943,18 +899,10 @@ class Proxy:
     def _hello(self, proto: int) -> bytes:
         """What a new node connection sends first: HELLO 3 for a RESP3 client, AUTH with the
         password when there is one (the nodes ask for the same password as the proxy)."""
-        pw = self.password
-        if proto == 3:
-            return _HELLO3 if pw is None else _pack([b"HELLO", b"3", b"AUTH", b"default",
-                                                     pw.encode()])  # fmt: skip
-        return b"" if pw is None else _pack([b"AUTH", pw.encode()])
-
-    def _mark_down(self, addr: Addr, why: str) -> None:
-        self._down[addr] = (time.monotonic() + DOWN_BACKOFF, why)
-
-    def _next_id(self) -> int:
-        self._ids += 1
-        return self._ids
+        if self.password is None:
+            return _HELLO3 if proto == 3 else b""
+        auth = (b"HELLO", b"3", b"AUTH", b"default") if proto == 3 else (b"AUTH",)
+        return resp.encode_command(*auth, self.password.encode())
 
 
 class ProxyClient(redis.Redis):
