@@ -319,6 +319,7 @@ BAD_SCRIPTS = [
     "return redis.call('DEL', unpack(KEYS))",
     "local c = 'GET'; return redis.call(c, KEYS[1])",
     "return redis.pcall('SET', ARGV[1], 'x')",
+    "return redis.call('EVAL', unpack(ARGV))",
 ]
 GOOD_SCRIPTS = [
     "return redis.call('SET', KEYS[1], ARGV[1])",
@@ -327,6 +328,10 @@ GOOD_SCRIPTS = [
     "-- a comment: redis.call('GET', 'x')\nreturn redis.call('PING')",
     "#!lua\nreturn redis.call('GET', KEYS[1])",
     "return redis.call('GET', KEYS [ 1 ])",
+    # Too few arguments to hold a key: the server refuses the call at run time (arity before
+    # keys), so the check has nothing to read; it once indexed past the end here.
+    "return redis.call('EVAL')",
+    "return redis.call('EVAL', 'return 1')",
 ]
 
 

@@ -176,11 +176,17 @@ def _check_call(args: list[list[_Tok]]) -> str | None:
     spec = commands.lookup(argvs[0])
     if spec is None:
         return None  # not a command the server knows: it will fail at run time anyway
+    last = args[-1]
+    expands = last and (last[-1].text == ")" or (len(last) == 1 and last[0].text == "..."))
+    if not spec.check_arity(len(args)):
+        # Too few arguments to find keys in: an expansion fills them in at run time, or the
+        # server refuses the call then (its arity check comes before its key lookup).
+        return f"keys may come from the expansion {_arg_text(last)}, not from KEYS[n]" if (
+            expands and len(args) > 1
+        ) else None
     positions = commands.cluster_keys(spec, argvs[0])
     if "movablekeys" in spec.flags and positions != commands.cluster_keys(spec, argvs[1]):
         return "which arguments are keys depends on values computed at run time"
-    last = args[-1]
-    expands = last and (last[-1].text == ")" or (len(last) == 1 and last[0].text == "..."))
     fixed_keys = spec.first > 0 and (spec.last < 0 or len(args) <= spec.last + 1)
     if expands and len(args) > 1 and fixed_keys:
         return f"keys may come from the expansion {_arg_text(last)}, not from KEYS[n]"
