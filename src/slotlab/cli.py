@@ -3,6 +3,7 @@
     slotlab backends          the backends this machine can run, one a line
     slotlab doctor            what slotlab found, and how to get what is missing
     slotlab keyslot KEY...    each key's hash slot, computed the way the server does
+    slotlab audit FILE|-      the cross-slot hazards in a MONITOR capture (exit 0, 1 or 2)
 """
 
 from __future__ import annotations
@@ -68,6 +69,12 @@ def _keyslot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from slotlab.audit import cli as audit_cli
+
+    return audit_cli.run(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``slotlab`` command line."""
     parser = argparse.ArgumentParser(prog="slotlab", description=__doc__.split("\n")[0])
@@ -79,6 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     ks = sub.add_parser("keyslot", help="print each key's hash slot")
     ks.add_argument("keys", nargs="+", metavar="KEY")
     ks.set_defaults(func=_keyslot)
+    from slotlab.audit.cli import add_arguments as audit_arguments
+
+    au = sub.add_parser("audit", help="find the cross-slot hazards in a command capture")
+    audit_arguments(au)
+    au.set_defaults(func=_audit)
     args = parser.parse_args(argv)
     try:
         result: int = args.func(args)
