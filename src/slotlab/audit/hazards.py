@@ -1,15 +1,17 @@
 """The streaming auditor: one pass over the commands, bounded memory, a rule asked once per shape.
 
-Each command is classified by its **shape** (name and argument count): which arguments are keys
-comes from the server's command table (``slotlab.commands``), once per shape. A command with one
-key, or none, costs a dictionary look-up and a count. A command with several keys costs their
-slots (``slotlab.slots.key_slot``). Only a command whose keys span slots, a script, a MULTI
-block, SELECT/SWAPDB/MOVE or a SORT pattern goes further; lines that fail the same way with the
-same key templates form one :class:`Group`: its count and its FIRST example are kept, never the
-lines. The verdicts of the settings are asked at the end, once per group, and cached per rule
-shape (``slotlab.audit.verdicts``).
+Lines are read in batches. In a batch of MONITOR lines one regular expression reads every
+command name (in C); a command whose one key is its first argument and that has no rule of its
+own (GET, SET, HGETALL...: most of real traffic) is only counted, and one such line in
+:data:`SAMPLE` is parsed for the key population (the hot-slot estimate). Every other line is
+classified by its **shape** (name and argument count): which arguments are keys comes from the
+server's command table (``slotlab.commands``), once per shape. A command with several keys costs
+their slots (``slotlab.slots.key_slot``). Only a command whose keys span slots, a script, a
+MULTI block, SELECT/SWAPDB/MOVE or a SORT pattern goes further; lines that fail the same way
+with the same key templates form one :class:`Group`: its count and its FIRST example are kept,
+never the lines. The verdicts of the settings are asked at the end, once per group, and cached
+per rule shape (``slotlab.audit.verdicts``).
 """
-
 from __future__ import annotations
 
 import re
