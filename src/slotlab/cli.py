@@ -4,6 +4,7 @@
     slotlab doctor            what slotlab found, and how to get what is missing
     slotlab keyslot KEY...    each key's hash slot, computed the way the server does
     slotlab lab up|status|down  a lab that outlives a notebook's kernel (notebooks attach to it)
+    slotlab audit FILE|-      the cross-slot hazards in a MONITOR capture (exit 0, 1 or 2)
 """
 
 from __future__ import annotations
@@ -94,6 +95,12 @@ def _add_lab_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     lab.set_defaults(func=_lab)
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from slotlab.audit import cli as audit_cli
+
+    return audit_cli.run(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``slotlab`` command line."""
     parser = argparse.ArgumentParser(prog="slotlab", description=__doc__.split("\n")[0])
@@ -108,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     ks.add_argument("keys", nargs="+", metavar="KEY")
     ks.set_defaults(func=_keyslot)
     _add_lab_parser(sub)
+    from slotlab.audit.cli import add_arguments as audit_arguments
+
+    au = sub.add_parser("audit", help="find the cross-slot hazards in a command capture")
+    audit_arguments(au)
+    au.set_defaults(func=_audit)
     args = parser.parse_args(argv)
     try:
         result: int = args.func(args)
