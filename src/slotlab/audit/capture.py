@@ -30,7 +30,7 @@ class _Endpoint:
     def __init__(self, host: str, port: int, password: str | None, username: str | None) -> None:
         self.host, self.port = host, port
         self.conn = redis.Connection(host=host, port=port, password=password, username=username,
-                                     socket_timeout=_POLL, socket_connect_timeout=5)  # fmt: skip
+                                     socket_timeout=5, socket_connect_timeout=5)  # fmt: skip
         self.lines: list[tuple[float, bytes]] = []
         self.error: BaseException | None = None
         self.thread: threading.Thread | None = None
@@ -69,10 +69,10 @@ class Capture:
         conn = ep.conn
         while not self._stop.is_set():
             try:
-                line = conn.read_response(timeout=_POLL)
-            except redis.TimeoutError:
-                continue
-            except (redis.ConnectionError, OSError, ValueError) as exc:
+                if not conn.can_read(timeout=_POLL):
+                    continue
+                line = conn.read_response()
+            except (redis.ConnectionError, redis.TimeoutError, OSError, ValueError) as exc:
                 if not self._stop.is_set():
                     ep.error = exc
                 return

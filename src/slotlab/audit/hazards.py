@@ -80,7 +80,11 @@ class _Multi:
 
 @dataclass
 class _ScriptInfo:
+    """What one run of a script showed (its first example): the keys it touched, those of them
+    it was not given in KEYS, its shebang flags, Alibaba's check."""
+
     touched: list[bytes]
+    undeclared: list[bytes]
     flags: frozenset[str]
     problem: str | None
 
@@ -124,7 +128,7 @@ class Auditor:
         source = self.source
         feed = self.feed
         for n, raw in enumerate(lines, first_line_no):  # noqa: B007 - n is read after the loop
-            line = raw if isinstance(raw, bytes) else _as_bytes(raw, n)
+            line = (raw if isinstance(raw, bytes) else _as_bytes(raw, n)).rstrip(b"\r\n")
             if b"\0" in line:
                 raise BadInput(
                     f"line {n}: binary data (a NUL byte); give a MONITOR capture or a text file "
@@ -372,7 +376,7 @@ class Auditor:
                         texts.DETAIL["script-hidden-key"].format(problem=info.problem),
                         extra=(sha,))  # fmt: skip
         if numkeys:
-            undeclared = [k for k in _distinct(info.touched) if k not in set(declared)]
+            undeclared = info.undeclared
             if undeclared:
                 shown_keys = ", ".join(repr(_shown(k)) for k in undeclared[:5])
                 detail = texts.DETAIL["script-undeclared-key"].format(
@@ -397,7 +401,9 @@ class Auditor:
             flags = frozenset()
         run = self.sandbox.run_script(as_eval(argv, body))
         problems = check_script(body)
-        info = _ScriptInfo(run.touched, flags, str(problems[0]) if problems else None)
+        declared = set(argv[3 : 3 + numkeys])
+        undeclared = [k for k in _distinct(run.touched) if k not in declared]
+        info = _ScriptInfo(run.touched, undeclared, flags, str(problems[0]) if problems else None)
         if len(self._script_info) < MAX_SCRIPTS:
             self._script_info[(sha, numkeys)] = info
         return info

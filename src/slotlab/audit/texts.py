@@ -39,9 +39,15 @@ SENT_TO_OWNER: Final = "sent to the key's node: {outcome}"
 GO_FIRST_KEY: Final = "routed by its first key to {node}"
 GO_ANY_NODE: Final = "no key: sent to a random node"
 GO_ONE_NODE: Final = ", which answers for its own keys only"
+GO_TX: Final = (
+    "TxPipeline across slots: split into one MULTI/EXEC per slot, not atomic (go-redis v8 and "
+    "early v9), or refused client-side with ErrCrossSlot (newer v9 releases)"
+)
+WHY_GO_TX: Final = "go-redis's cluster.go (processTxPipeline), by release"
 PROXY_FANOUT: Final = "fanned out to {parts} node(s), replies merged: works, not atomic"
 PROXY_TX_SPLIT: Final = "split into {parts} MULTI/EXEC, one per slot: each atomic, the whole not"
 PROXY_FORWARD: Final = "forwarded whole to the first key's node: {outcome}"
+PROXY_FORWARD_ANY: Final = "forwarded to one node: {outcome}"
 
 DETAIL: Final = {
     "crossslot": "keys in {n} different slots",

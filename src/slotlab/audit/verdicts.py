@@ -9,7 +9,9 @@
   MGET and MSET have ``mget_nonatomic``/``mset_nonatomic`` for that; a transaction pipeline
   whose keys span slots raises ``CrossSlotTransactionError``;
 - go-redis ClusterClient: go-redis routes a command by its FIRST key (``cmdSlot`` in
-  cluster.go, as its documentation says), so the node of that key answers;
+  cluster.go, as its documentation says), so the node of that key answers; a MULTI block is a
+  ``TxPipeline``, which older go-redis releases split by slot (``mapCmdsBySlot``) and newer v9
+  releases refuse (``ErrCrossSlot``), both read from go-redis's cluster.go;
 - the proxies: ``slotlab.proxy.rules.decide`` with the personality, the one copy of our
   model's rules (real proxies are closed source).
 """
@@ -132,6 +134,8 @@ class Judge:
     def _go_redis(self, kind: str, block: Sequence[list[bytes]], multi: bool,
                   first: bytes | None, native_text: str, native_ok: bool) -> Verdict:  # fmt: skip
         setting = "go-redis ClusterClient"
+        if multi:
+            return Verdict(setting, texts.GO_TX, False, texts.WHY_GO_TX)
         if first is None:
             where = texts.GO_ANY_NODE
         else:
@@ -158,8 +162,8 @@ class Judge:
                 return Verdict(setting, text, False, texts.WHY_PROXY)
             return Verdict(setting, texts.FINE, True, texts.WHY_PROXY)
         if isinstance(decision, Forward):
-            return Verdict(setting, texts.PROXY_FORWARD.format(outcome=native_text), native_ok,
-                           texts.WHY_PROXY)  # fmt: skip
+            where = texts.PROXY_FORWARD if decision.slot is not None else texts.PROXY_FORWARD_ANY
+            return Verdict(setting, where.format(outcome=native_text), native_ok, texts.WHY_PROXY)
         return Verdict(setting, texts.FINE, True, texts.WHY_PROXY)
 
 

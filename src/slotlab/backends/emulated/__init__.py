@@ -39,6 +39,7 @@ from slotlab.backends.emulated import (  # noqa: F401
     cluster_commands,
     connection,
     keyspace,
+    monitor,
     pubsub,
     scripting,
     server,

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from slotlab import commands, errors
-from slotlab.backends.emulated import node_checks
+from slotlab.backends.emulated import monitor, node_checks
 from slotlab.backends.emulated.cluster import _Node
 from slotlab.backends.emulated.compat import (
     FAKEREDIS_VERSION,
@@ -408,7 +408,14 @@ class _Client(asyncio.Protocol):
         return result
 
     def call(self, spec: CommandSpec, argv: list[bytes]) -> Any:
-        """Run a command that passed every check (``call()``): here, or on fakeredis."""
+        """Run a command that passed every check (``call()``): here, or on fakeredis; the
+        node's MONITOR clients see it (``slotlab.backends.emulated.monitor``)."""
+        monitor.feed_client(self, spec, argv, True)
+        reply = self._call(spec, argv)
+        monitor.feed_client(self, spec, argv, False)
+        return reply
+
+    def _call(self, spec: CommandSpec, argv: list[bytes]) -> Any:
         handler = _HANDLERS.get(spec.name)
         if handler is not None:
             return handler(self, spec, argv)
@@ -482,6 +489,7 @@ class _Client(asyncio.Protocol):
             raise _ScriptError(errors.LUA_BLOCK_OPTION.format(name=spec.name))
         handler = _HANDLERS.get(spec.name)
         result = handler(self, spec, argv) if handler is not None else self.fake(argv)
+        monitor.feed_client(self, spec, argv, False)
         if handler is not None:
             result = _to_fake(result)
         elif spec.name.startswith("xread") and isinstance(result, (list, dict)) and not result:

@@ -29,6 +29,7 @@ import redis
 
 from slotlab import commands, errors
 from slotlab.backends.emulated.long_double import incr_float
+from slotlab.backends.emulated.monitor import ConnectionFeed, Monitors, redacted
 from slotlab.resp import ProtocolError, RequestReader, encode_command, error_reply
 
 #: The fakeredis releases the emulator is tested with: from the first to below the second.
@@ -390,6 +391,18 @@ class _GuardedHandler(TCPFakeRequestHandler):
         super().setup()
         self._requests = RequestReader()
         self._authenticated = commands.authenticated_after_reset(self.server.password)
+        host, port = self.client_address[:2]
+        self._feed = ConnectionFeed(self.server.monitors, f"{host}:{port}")
+        self._open = True
+        self._write_lock = threading.Lock()
+
+    def finish(self) -> None:
+        self._open = False
+        super().finish()
+
+    def _send_line(self, line: bytes) -> None:
+        with self._write_lock:
+            self.connection.sendall(line)
 
     def _send_error(self, text: str) -> None:
         self.wfile.write(error_reply(text))
@@ -435,6 +448,8 @@ class _GuardedHandler(TCPFakeRequestHandler):
                 self._authenticated = True
                 self.wfile.write(b"+OK\r\n")
                 self.wfile.flush()
+            if self._feed.monitors:
+                self._feed.after(commands.lookup(argv), redacted(argv))
             return True
         if name == b"hello":
             hello = commands.parse_hello(argv, password, self._authenticated)
@@ -446,8 +461,19 @@ class _GuardedHandler(TCPFakeRequestHandler):
             if hello.name is not None:
                 plain += [b"SETNAME", hello.name]
             self._run(plain)  # fakeredis's own HELLO, without the credentials
+            if self._feed.monitors:
+                self._feed.after(commands.lookup(argv), redacted(argv))
             return True
+        if name == b"monitor":
+            self.wfile.write(self._feed.start(self._send_line, lambda: self._open))
+            return True
+        feed = self._feed if self._feed.monitors else None
+        if feed is not None:
+            spec, problem = commands.check_command(argv)
+            feed.before(spec if problem is None else None, argv)
         self._run(argv)
+        if feed is not None:
+            feed.after(spec if problem is None else None, argv)
         if name == b"reset":
             self._authenticated = commands.authenticated_after_reset(password)
         return name != b"quit"
@@ -488,6 +514,7 @@ class _GuardedServer(fakeredis.TcpFakeServer):
 
     def __init__(self, address: tuple[str, int], password: str | None) -> None:
         self.password = password
+        self.monitors = Monitors()  # MONITOR clients (slotlab.backends.emulated.monitor)
         super().__init__(address, server_version=(7, 0))
         self.RequestHandlerClass = _GuardedHandler
 
