@@ -270,7 +270,7 @@ class Auditor:
         m = self._multi.pop(cmd.client, None)
         if m is None or len(m.slots) < 2:
             return
-        keys = [a[p] for a in m.block for p in _positions(a)]
+        keys = _distinct(a[p] for a in m.block for p in _positions(a))
         detail = texts.DETAIL["multi-crossslot"].format(cmds=m.size, n=len(m.slots))
         self._group("multi-crossslot", [b"MULTI"], m.line.encode("utf-8", "surrogateescape"),
                     m.line_no, keys, detail, block=m.block, multi=True)  # fmt: skip
