@@ -582,7 +582,8 @@ def _run_lines(client: redis.Redis, lines: list[str]) -> dict[str, Any]:
             client.execute_command(*args)
         except redis.RedisError as error:
             raise Wrong(f"line {n} ({line}) fails on one server: {error}") from None
-    return {key: client.get(key) for key in sorted(client.keys("*"))}
+    keys = sorted(str(key) for key in client.keys("*"))  # the lab's clients decode replies
+    return {key: client.get(key) for key in keys}
 
 
 @exercise("07.fix_lines", "a list of command lines (str), redis-cli syntax, one command each")
@@ -634,41 +635,41 @@ QUIZZES["07"] = {
     "q2": Question(
         "Why capture an application's traffic on the single server it uses today, rather than "
         "on the cluster it will move to?",
-        {"a": "a node does not run a command it refuses, and MONITOR shows only what a server "
+        {"a": "MONITOR does not work on a cluster node",
+         "b": "a node does not run a command it refuses, and MONITOR shows only what a server "
               "runs",
-         "b": "MONITOR does not work on a cluster node",
          "c": "a single server's MONITOR lines carry the slot of each key"},
-        "a",
-        {"a": "so the commands that would fail are exactly the ones a cluster's MONITOR never "
-              "shows; on one server they all run, and all show.",
-         "b": "MONITOR works on every node, but a node shows only the commands it runs, and it "
+        "b",
+        {"a": "MONITOR works on every node, but a node shows only the commands it runs, and it "
               "does not run the ones it refuses.",
+         "b": "so the commands that would fail are exactly the ones a cluster's MONITOR never "
+              "shows; on one server they all run, and all show.",
          "c": "MONITOR lines carry a time, a database, a client and the arguments; the auditor "
               "computes the slots."},
     ),
     "q3": Question(
         "The shop's checkout script is called with its two keys in `KEYS`, and builds "
         "`'stock:' .. item` itself. Which rule does that break?",
-        {"a": "every key a script touches must be passed in KEYS",
-         "b": "a script may not call DECRBY",
-         "c": "a script may take at most one key"},
-        "a",
-        {"a": "a cluster routes a script by its KEYS; a key built inside it may live in another "
-              "slot, and a proxy's script check refuses it.",
-         "b": "a script may call any data command; the problem is which key it names.",
-         "c": "a script may take many keys, as long as they share a slot."},
+        {"a": "a script may not call DECRBY",
+         "b": "a script may take at most one key",
+         "c": "every key a script touches must be passed in KEYS"},
+        "c",
+        {"a": "a script may call any data command; the problem is which key it names.",
+         "b": "a script may take many keys, as long as they share a slot.",
+         "c": "a cluster routes a script by its KEYS; a key built inside it may live in another "
+              "slot, and a proxy's script check refuses it."},
     ),
     "q4": Question(
         "A fix replaces one multi-key command with single-key commands in one pipeline. What "
         "does it give up?",
-        {"a": "atomicity: other clients' commands may run in between, and some may succeed "
+        {"a": "speed: a round trip per key",
+         "b": "atomicity: other clients' commands may run in between, and some may succeed "
               "while others fail",
-         "b": "speed: a round trip per key",
          "c": "nothing"},
-        "a",
-        {"a": "a pipeline is not a transaction; where the keys must change together, give them "
+        "b",
+        {"a": "one pipeline is one round trip for all its commands (lesson 5).",
+         "b": "a pipeline is not a transaction; where the keys must change together, give them "
               "one hash tag instead.",
-         "b": "one pipeline is one round trip for all its commands (lesson 5).",
          "c": "the commands no longer run as one: a reader may see some done and others not."},
     ),
 }
