@@ -74,18 +74,48 @@ def _share(n: int, total: int) -> str:
     return f"{100 * n / total:.1f}%" if total else "0%"
 
 
-def busiest_slot(population: Mapping[bytes, int]) -> tuple[int, int]:
-    """(the busiest slot's key uses, all key uses) in ``population`` (key -> uses)."""
-    per_slot: Counter[int] = Counter()
-    for key, count in population.items():
-        per_slot[key_slot(key)] += count
-    return (per_slot.most_common(1)[0][1] if per_slot else 0), sum(per_slot.values())
+class Advisor:
+    """Fixes for the hazards of one audit, over its key population (key -> uses): the busiest
+    slot and each tag family's busiest value are counted once, when first needed."""
+
+    def __init__(self, population: Mapping[bytes, int]) -> None:
+        self.population = population
+        self._busiest: tuple[int, int] | None = None
+        self._families: dict[bytes, tuple[bytes | None, int]] = {}
+
+    def busiest(self) -> tuple[int, int]:
+        """(the busiest slot's key uses, all key uses)."""
+        if self._busiest is None:
+            per_slot: Counter[int] = Counter()
+            for key, count in self.population.items():
+                per_slot[key_slot(key)] += count
+            top = per_slot.most_common(1)[0][1] if per_slot else 0
+            self._busiest = (top, sum(per_slot.values()))
+        return self._busiest
+
+    def hottest(self, tag: bytes) -> tuple[bytes | None, int]:
+        """The value of ``tag``'s family (its numbers any number) with the most key uses."""
+        family = _family(tag)
+        found = self._families.get(family.pattern)
+        if found is None:
+            literal = max(re.split(rb"[0-9]+", tag), key=len)
+            per_tag: Counter[bytes] = Counter()
+            for key, count in self.population.items():
+                if literal in key:
+                    m = family.search(key)
+                    if m is not None:
+                        per_tag[m.group(1)] += count
+            found = per_tag.most_common(1)[0] if per_tag else (None, 0)
+            self._families[family.pattern] = found
+        return found
+
+    def fix(self, kind: str, keys: Sequence[bytes]) -> str:
+        """One sentence: what to change so that this hazard goes away."""
+        return suggest_fix(kind, keys, self)
 
 
-def suggest_fix(kind: str, keys: Sequence[bytes], population: Mapping[bytes, int],
-                busiest: tuple[int, int] | None = None) -> str:  # fmt: skip
-    """One sentence: what to change so that this hazard goes away. ``population`` is every key
-    seen with its uses; ``busiest`` is :func:`busiest_slot` of it, if already known."""
+def suggest_fix(kind: str, keys: Sequence[bytes], advisor: Advisor) -> str:
+    """One sentence: what to change so that a hazard of ``kind`` on ``keys`` goes away."""
     if kind in ("select", "swapdb", "move"):
         return texts.FIX_DB
     if kind == "sort-pattern":
@@ -108,20 +138,14 @@ def suggest_fix(kind: str, keys: Sequence[bytes], population: Mapping[bytes, int
             shown = "{" + best.decode("utf-8", "backslashreplace") + "}"
             extra = texts.FIX_PARTIAL_BEST.format(tag=shown, k=n, n=len(distinct))
         return texts.FIX_PARTIAL.format(n=len(distinct), best=extra)
-    family = _family(tag)
-    per_tag: Counter[bytes] = Counter()
-    for key, count in population.items():
-        m = family.search(key)
-        if m is not None:
-            per_tag[m.group(1)] += count
-    hot, hot_n = per_tag.most_common(1)[0] if per_tag else (tag, 0)
-    now, total = busiest if busiest is not None else busiest_slot(population)
+    hot, hot_n = advisor.hottest(tag)
+    now, total = advisor.busiest()
     first = distinct[0].decode("utf-8", "backslashreplace")
     text_tag = tag.decode("utf-8", "backslashreplace")
     example = first.replace(text_tag, "{" + text_tag + "}", 1)
     family_text = "{" + re.sub(r"[0-9]+", "<n>", text_tag) + "}"
     return texts.FIX_TAG.format(
         tag="{" + text_tag + "}", example=example, family=family_text,
-        hot="{" + hot.decode("utf-8", "backslashreplace") + "}", share=_share(hot_n, total),
-        uses=total, now=_share(now, total),
+        hot="{" + (hot or tag).decode("utf-8", "backslashreplace") + "}",
+        share=_share(hot_n, total), uses=total, now=_share(now, total),
     )  # fmt: skip

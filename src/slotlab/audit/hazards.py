@@ -1,25 +1,29 @@
 """The streaming auditor: one pass over the commands, bounded memory, a rule asked once per shape.
 
-Each command is classified by its **shape** (name and argument count): which arguments are keys
-comes from the server's command table (``slotlab.commands``), once per shape. A command with one
-key, or none, costs a dictionary look-up and a count. A command with several keys costs their
-slots (``slotlab.slots.key_slot``). Only a command whose keys span slots, a script, a MULTI
-block, SELECT/SWAPDB/MOVE or a SORT pattern goes further; lines that fail the same way with the
-same key templates form one :class:`Group`: its count and its FIRST example are kept, never the
-lines. The verdicts of the settings are asked at the end, once per group, and cached per rule
-shape (``slotlab.audit.verdicts``).
+Lines are read in batches. In a batch of MONITOR lines one regular expression reads every
+command name (in C); a command whose one key is its first argument and that has no rule of its
+own (GET, SET, HGETALL...: most of real traffic) is only counted, and one such line in
+:data:`SAMPLE` is parsed for the key population (the hot-slot estimate). Every other line is
+classified by its **shape** (name and argument count): which arguments are keys comes from the
+server's command table (``slotlab.commands``), once per shape. A command with several keys costs
+their slots (``slotlab.slots.key_slot``). Only a command whose keys span slots, a script, a
+MULTI block, SELECT/SWAPDB/MOVE or a SORT pattern goes further; lines that fail the same way
+with the same key templates form one :class:`Group`: its count and its FIRST example are kept,
+never the lines. The verdicts of the settings are asked at the end, once per group, and cached
+per rule shape (``slotlab.audit.verdicts``).
 """
-
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Final
 
 from slotlab import commands
 from slotlab.audit import texts
-from slotlab.audit.fix import busiest_slot, suggest_fix
+from slotlab.audit.fix import Advisor
 from slotlab.audit.parse import BadInput, Command, parse_line
 from slotlab.audit.report import Hazard, Report
 from slotlab.audit.sandbox import Sandbox
@@ -36,13 +40,19 @@ node name, a sequence of 16384 node names, or a number of masters laid out as
 ``redis-cli --cluster create`` does."""
 
 MAX_GROUPS: Final = 10_000  # distinct hazard groups; past it, lines join their kind+command group
-MAX_POPULATION: Final = 200_000  # distinct keys counted for the hot-slot estimate
+MAX_POPULATION: Final = 100_000  # distinct keys counted for the hot-slot estimate
 MAX_SCRIPTS: Final = 10_000  # script bodies remembered for EVALSHA
 MAX_BLOCK: Final = 64  # commands of a MULTI block kept as its example
 MAX_OPEN_MULTI: Final = 100_000  # clients with a MULTI open at once
 MAX_SHAPES: Final = 100_000  # (command, argument count) shapes remembered
 
 _DIGITS: Final = re.compile(rb"[0-9]+")
+
+_BATCH: Final = 4096  # lines read at once
+#: The command name of each MONITOR line (one match a line, or the batch goes line by line).
+_NAME: Final = re.compile(rb'^[0-9][0-9.]* \[[0-9]+ [^\]\n]*\] "([^"\n]*)"', re.MULTILINE)
+SAMPLE: Final = 16
+"""One in SAMPLE lines of a single-key command is parsed, its key counted SAMPLE times."""
 
 # shape classes
 _NONE, _ONE, _MANY, _MOVABLE, _SPECIAL = range(5)
@@ -105,38 +115,148 @@ class Auditor:
         self.lines_read = 0
         self.commands = 0
         self._shapes: dict[tuple[bytes, int], tuple[int, Any]] = {}
+        #: the same, by the command's name as written (no lower()): feed_lines's fast path
+        self._fast: dict[tuple[bytes, int], tuple[int, Any]] = {}
+        self._boring, self._keyed = _boring_names()
+        self._sample_at = 0
         self._groups: dict[tuple[Any, ...], Group] = {}
-        self._population: dict[bytes, int] = {}
+        #: key -> uses (for the hot-slot estimate); past 2 x MAX_POPULATION keys, the
+        #: MAX_POPULATION most used are kept
+        self._population: Counter[bytes] = Counter()
         self._multi: dict[bytes, _Multi] = {}
         self._scripts: dict[bytes, bytes] = {}
         self._script_info: dict[tuple[bytes, int], _ScriptInfo] = {}
         self._unresolved: dict[bytes, list[Any]] = {}
         self._xs_kind: dict[tuple[bytes, int], str] = {}
         self._owner, self._node_name, self._masters, self.layout = _layout(nodes)
+        given = nodes is not None and not isinstance(nodes, int)
         self._slot_map = StaticSlotMap(
             [("127.0.0.1", 7000 + i) for i in range(self._masters)],
             {s: ("127.0.0.1", 7000 + self._owner(s)) for s in range(16384)},
         )
-        self.sandbox = Sandbox(self._owner, self._masters)
+        # the default layout is the emulator's own: no slot to reassign
+        self.sandbox = Sandbox(self._owner if given else None, self._masters)
 
     # ---- input ------------------------------------------------------------------------------
 
     def feed_lines(self, lines: Iterable[bytes | str], first_line_no: int = 1) -> None:
-        """Audit every line (bytes or str), numbering them from ``first_line_no``."""
+        """Audit every line (bytes or str), numbering them from ``first_line_no``.
+
+        Lines are read in batches. In a batch of MONITOR lines one regular expression finds
+        every line's command name (in C); a line whose command has one key, its first argument,
+        and no rule of its own is not parsed at all: one in :data:`SAMPLE` of them is, for the
+        key population. The other lines (several keys, scripts, transactions, SELECT...) and
+        every line while a transaction is open go through :meth:`_feed_each`."""
         n = first_line_no - 1
+        it = iter(lines)
+        boring, keyed = self._boring, self._keyed
+        monitor = self.source != "commands"
+        while True:
+            given = list(islice(it, _BATCH))
+            if not given:
+                break
+            try:
+                batch: list[bytes] = given  # type: ignore[assignment]
+                blob = b"\n".join(batch)  # lines of a binary file: already bytes
+            except TypeError:
+                batch = [b if isinstance(b, bytes) else _as_bytes(b, n + i + 1)
+                         for i, b in enumerate(given)]  # fmt: skip
+                blob = b"\n".join(batch)
+            names = _NAME.findall(blob) if monitor and b"\0" not in blob else []
+            if len(names) != len(batch):  # not all plain MONITOR lines: one by one
+                self._feed_each(enumerate(batch, n + 1))
+                n += len(batch)
+                continue
+            todo = [i for i, name in enumerate(names) if name not in boring]
+            self._sample(batch, names, keyed, n)
+            self.commands += len(batch) - len(todo)
+            self._feed_each(self._picked(batch, names, todo, n))
+            n += len(batch)
+        self.lines_read = n
+
+    def _picked(self, batch: list[bytes], names: list[bytes], todo: list[int],
+                n: int) -> Iterator[tuple[int, bytes]]:  # fmt: skip
+        """The lines of ``todo``, and while a transaction is open every line (the consumer
+        audits each line before it asks for the next, so ``self._multi`` is up to date)."""
+        multis = self._multi
+        boring = self._boring
+        i = 0
+        for nxt in [*todo, len(batch)]:
+            while multis and i < nxt:
+                if names[i] in boring:
+                    self.commands -= 1  # counted in bulk, and again by _feed_each
+                yield n + i + 1, batch[i]
+                i += 1
+            if nxt < len(batch):
+                yield n + nxt + 1, batch[nxt]
+            i = nxt + 1
+
+    def _sample(self, batch: list[bytes], names: list[bytes], keyed: frozenset[bytes],
+                n: int) -> None:  # fmt: skip
+        """Count the key of one in SAMPLE single-key lines (weight SAMPLE) in the population."""
+        pop = self._population
+        for i in range(self._sample_at, len(batch), SAMPLE):
+            if names[i] in keyed:
+                cmd = parse_line(batch[i].rstrip(b"\r\n"), n + i + 1, "monitor")
+                if cmd is not None and len(cmd.argv) > 1:
+                    pop[cmd.argv[1]] += SAMPLE
+        self._sample_at = (self._sample_at - len(batch)) % SAMPLE
+
+    def _feed_each(self, numbered: Iterable[tuple[int, bytes | str]]) -> None:
+        """Audit lines one by one: (line number, line) pairs."""
+        n = 0
         parse = parse_line
         source = self.source
         feed = self.feed
-        for n, raw in enumerate(lines, first_line_no):  # noqa: B007 - n is read after the loop
-            line = (raw if isinstance(raw, bytes) else _as_bytes(raw, n)).rstrip(b"\r\n")
-            if b"\0" in line:
-                raise BadInput(
-                    f"line {n}: binary data (a NUL byte); give a MONITOR capture or a text file "
-                    f"of commands", n)  # fmt: skip
-            cmd = parse(line, n, source)
-            if cmd is not None:
-                feed(cmd, line, n)
-        self.lines_read = n
+        fast = self._fast
+        pop = self._population
+        multis = self._multi
+        monitor = source != "commands"
+        quick = 0
+        try:
+            for n, raw in numbered:
+                line = (raw if isinstance(raw, bytes) else _as_bytes(raw, n)).rstrip(b"\r\n")
+                if b"\0" in line:
+                    raise BadInput(
+                        f"line {n}: binary data (a NUL byte); give a MONITOR capture or a text "
+                        f"file of commands", n)  # fmt: skip
+                if monitor and line[-1:] == b'"' and b"\\" not in line and line[:1].isdigit():
+                    end = line.find(b'] "')
+                    if end > 0:
+                        argv = line[end + 3 : -1].split(b'" "')
+                        shape = fast.get((argv[0], len(argv)))
+                        if shape is not None and not multis:
+                            cls, info = shape
+                            if cls == _ONE:
+                                quick += 1
+                                key = argv[info]
+                                pop[key] += 1
+                                continue
+                            if cls == _NONE:
+                                quick += 1
+                                continue
+                            if cls == _MANY and line[end - 4 : end] != b" lua":
+                                quick += 1
+                                keys = [argv[p] for p in info]
+                                pop.update(keys)
+                                first = key_slot(keys[0])
+                                for key in keys:
+                                    if key_slot(key) != first:
+                                        self._crossslot(argv[0].lower(), argv, line, n, keys)
+                                        break
+                                continue
+                        head = line.find(b" [")
+                        gap = line.find(b" ", head + 2)
+                        if 0 < head < gap < end and line[head + 2 : gap].isdigit():
+                            cmd = Command(line[gap + 1 : end], int(line[head + 2 : gap]), argv)
+                            if argv[0]:
+                                feed(cmd, line, n)
+                                continue
+                parsed = parse(line, n, source)
+                if parsed is not None:
+                    feed(parsed, line, n)
+        finally:
+            self.commands += quick
 
     def feed(self, cmd: Command, line: bytes, line_no: int) -> None:
         """One command (``line`` is its text, kept if it is the first of a hazard group)."""
@@ -149,14 +269,12 @@ class Auditor:
             shape = self._shapes.get((name, len(argv)))
         if shape is None:
             shape = self._shape(name, argv)
+            if name not in _CONTAINERS and len(self._fast) < MAX_SHAPES:
+                self._fast[(argv[0], len(argv))] = shape
         cls, info = shape
         if cls == _ONE:
             key = argv[info]
-            pop = self._population
-            if key in pop:
-                pop[key] += 1
-            elif len(pop) < MAX_POPULATION:
-                pop[key] = 1
+            self._population[key] += 1
             if self._multi and not cmd.from_script:
                 self._in_multi(cmd.client, argv, (key,))
             return
@@ -211,12 +329,7 @@ class Auditor:
     # ---- bookkeeping ------------------------------------------------------------------------
 
     def _count(self, keys: Iterable[bytes]) -> None:
-        pop = self._population
-        for key in keys:
-            if key in pop:
-                pop[key] += 1
-            elif len(pop) < MAX_POPULATION:
-                pop[key] = 1
+        self._population.update(keys)
 
     def _group(self, kind: str, argv: list[bytes], line: bytes, line_no: int,
                keys: list[bytes], detail: str = "", block: list[list[bytes]] | None = None,
@@ -414,7 +527,7 @@ class Auditor:
         """The hazards found so far, with every setting's verdict and a fix for each."""
         judge = Judge(self.sandbox, self._slot_map, self._node_name, self._masters)
         hazards: list[Hazard] = []
-        busiest = busiest_slot(self._population) if self._groups else (0, 0)
+        advisor = Advisor(self._population)
         try:
             for g in sorted(self._groups.values(), key=lambda g: g.line_no):
                 block = [as_eval(a, self._scripts.get(a[1].lower()) if len(a) > 1 else None)
@@ -425,7 +538,7 @@ class Auditor:
                     kind=g.kind, command=g.command, example=g.line, line_no=g.line_no,
                     count=g.count, keys=[_shown(k) for k in g.keys], slots=slots,
                     nodes=[self._node_name(s) for s in slots], verdicts=verdicts,
-                    fix=suggest_fix(g.kind, g.keys, self._population, busiest), detail=g.detail,
+                    fix=advisor.fix(g.kind, g.keys), detail=g.detail,
                 ))  # fmt: skip
         finally:
             self.sandbox.close()
@@ -434,6 +547,19 @@ class Auditor:
         if self._script_info:
             notes.append(texts.NOTE_EMPTY_RUN)
         return Report(hazards, self.lines_read, self.commands, notes, self.layout)
+
+
+def _boring_names() -> tuple[frozenset[bytes], frozenset[bytes]]:
+    """Names (as upper and lower case bytes) of the commands whose one key is their first
+    argument and that need no rule of their own: such a line only counts its key."""
+    keyed: set[bytes] = set()
+    for name, spec in commands.command_table().items():
+        raw = name.encode()
+        if (spec.is_container or "movablekeys" in spec.flags or raw in _SPECIAL_HANDLERS
+                or spec.first != 1 or spec.last != 1 or len(spec.key_specs) != 1):  # fmt: skip
+            continue
+        keyed.update((raw.upper(), raw))
+    return frozenset(keyed), frozenset(keyed)
 
 
 def _distinct(keys: Iterable[bytes]) -> list[bytes]:
@@ -459,20 +585,10 @@ def _layout(nodes: NodeMap) -> tuple[Callable[[int], int], Callable[[int], str],
     if nodes is None or isinstance(nodes, int):
         masters = 3 if nodes is None else nodes
         ranges = split_slots(masters)
-        bounds = [hi for _lo, hi in ranges]
-
-        def owner(slot: int) -> int:
-            for i, hi in enumerate(bounds):
-                if slot <= hi:
-                    return i
-            return len(bounds) - 1
-
-        def name(slot: int) -> str:
-            i = owner(slot)
-            lo, hi = ranges[i]
-            return f"node {i} (slots {lo}-{hi})"
-
-        return owner, name, masters, texts.LAYOUT_DEFAULT.format(masters=masters)
+        owners = [i for i, (lo, hi) in enumerate(ranges) for _slot in range(lo, hi + 1)]
+        labels = [f"node {i} (slots {lo}-{hi})" for i, (lo, hi) in enumerate(ranges)]
+        return (owners.__getitem__, (lambda s: labels[owners[s]]), masters,
+                texts.LAYOUT_DEFAULT.format(masters=masters))  # fmt: skip
     if hasattr(nodes, "node_for_slot"):
         names = [nodes.node_for_slot(s).address for s in range(16384)]
     elif isinstance(nodes, Mapping):
@@ -483,7 +599,8 @@ def _layout(nodes: NodeMap) -> tuple[Callable[[int], int], Callable[[int], str],
             raise ValueError(f"nodes must name the owner of all 16384 slots, not {len(names)}")
     order = list(dict.fromkeys(names))
     index = {n: i for i, n in enumerate(order)}
-    return ((lambda s: index[names[s]]), (lambda s: names[s]), len(order),
+    owners = [index[n] for n in names]
+    return (owners.__getitem__, names.__getitem__, len(order),
             texts.LAYOUT_GIVEN.format(masters=len(order)))  # fmt: skip
 
 

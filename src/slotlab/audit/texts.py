@@ -67,8 +67,8 @@ DETAIL: Final = {
 
 FIX_TAG: Final = (
     "put the hash tag {tag} in every key of this command (e.g. {example!r}); with {family} tags "
-    "the busiest tag, {hot}, would carry {share} of the {uses} key uses seen (the busiest slot "
-    "carries {now} now)"
+    "the busiest tag, {hot}, would carry {share} of the key uses seen (about {uses}; the "
+    "busiest slot carries {now} now)"
 )
 FIX_PARTIAL: Final = (
     "no common part of all {n} keys: send one command per slot (group the keys by slot, as a "
