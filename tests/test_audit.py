@@ -24,6 +24,8 @@ from slotlab.errors import (
     MOVE_IN_CLUSTER,
     SCRIPT_NO_CLUSTER,
     SELECT_IN_CLUSTER,
+    SORT_BY_IN_CLUSTER,
+    SORT_GET_IN_CLUSTER,
     SWAPDB_IN_CLUSTER,
 )
 from slotlab.lab import Lab, start_lab
@@ -137,6 +139,23 @@ def test_databases_and_sort(hazards: audit.Report) -> None:
     assert swapdb.count == 2 and swapdb.verdicts["native cluster"].outcome == SWAPDB_IN_CLUSTER
     sort = found[("sort-pattern", "SORT")]
     assert sort.keys == ["list:ids"] and "BY weight_*" in sort.detail
+    assert sort.verdicts["native cluster"].outcome.startswith(SORT_BY_IN_CLUSTER)
+
+
+@pytest.mark.parametrize(
+    ("line", "refused"),
+    [("SORT l GET #", SORT_GET_IN_CLUSTER),
+     ("SORT l LIMIT 0 10 BY w_* GET o_*", SORT_BY_IN_CLUSTER),
+     ("SORT l BY nosort", None), ("SORT_RO l ALPHA", None)],
+)  # fmt: skip
+def test_sort_options_as_a_cluster_reads_them(line: str, refused: str | None) -> None:
+    """What a real 7.0 cluster node answers (checked by hand on redis-server 7.0.15): any GET,
+    even GET #, and BY with a '*' are refused; BY without one means "do not sort"."""
+    report = audit.audit_lines([line])
+    if refused is None:
+        assert report.ok
+    else:
+        assert report.hazards[0].verdicts["native cluster"].outcome.startswith(refused)
 
 
 def test_unresolved_evalsha_is_a_note() -> None:

@@ -229,8 +229,8 @@ CLI_CASES: list[tuple[str, list[str | bytes], dict[str, str], int, bytes, bytes]
      b"usage: slotlab keyslot [-h] KEY [KEY ...]\n"
      b"slotlab keyslot: error: the following arguments are required: KEY\n"),
     ("unknown-command", ["keysot"], {}, 2, b"",
-     b"usage: slotlab [-h] {backends,doctor,keyslot} ...\nslotlab: error: argument command: "
-     b"invalid choice: 'keysot' (choose from 'backends', 'doctor', 'keyslot')\n"),
+     b"usage: slotlab [-h] {backends,doctor,keyslot,audit} ...\nslotlab: error: argument command: "
+     b"invalid choice: 'keysot' (choose from 'backends', 'doctor', 'keyslot', 'audit')\n"),
     ("keyslot-not-utf8", ["keyslot", b"\xff\xfe"], {}, 0, b" 3374  \\xff\\xfe  (whole key)\n",
      b""),
     ("backends-wrong-server", ["backends"], {"SLOTLAB_REDIS_SERVER": "/bin/true"}, 2, b"",

@@ -62,6 +62,9 @@ CLIENT_NAME: Final = "ERR Client names cannot contain spaces, newlines or specia
 SELECT_IN_CLUSTER: Final = "ERR SELECT is not allowed in cluster mode"
 SWAPDB_IN_CLUSTER: Final = "ERR SWAPDB is not allowed in cluster mode"
 MOVE_IN_CLUSTER: Final = "ERR MOVE is not allowed in cluster mode"
+#: sort.c (7.0): a BY pattern (with '*') or any GET option, refused in cluster mode.
+SORT_BY_IN_CLUSTER: Final = "ERR BY option of SORT denied in Cluster mode."
+SORT_GET_IN_CLUSTER: Final = "ERR GET option of SORT denied in Cluster mode."
 COPY_IN_CLUSTER: Final = "ERR Copying to another database is not allowed in cluster mode"
 DB_RANGE: Final = "ERR DB index is out of range"
 

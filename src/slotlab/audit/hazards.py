@@ -418,16 +418,12 @@ class Auditor:
             return
         if self._multi:
             self._in_multi(cmd.client, argv, keys)
-        for i in range(2, len(argv) - 1):
-            option = argv[i].lower()
-            # BY without a '*' means "do not sort" (sort.c): it reads no other key
-            if (option == b"get" and argv[i + 1] != b"#") or (
-                option == b"by" and b"*" in argv[i + 1]
-            ):
-                detail = texts.DETAIL["sort-pattern"].format(
-                    option=_shown(option).upper(), pattern=_shown(argv[i + 1]))
-                self._group("sort-pattern", argv, line, line_no, keys, detail)
-                return
+        option = sort_pattern_option(argv)
+        if option is not None:
+            i, name = option
+            detail = texts.DETAIL["sort-pattern"].format(option=name, pattern=_shown(argv[i + 1]))
+            self._group("sort-pattern", argv, line, line_no, keys, detail, extra=(name,))
+            return
         if len(keys) > 1 and len({key_slot(k) for k in keys}) > 1:
             self._crossslot(argv[0].lower(), argv, line, line_no, keys)
 
@@ -560,6 +556,20 @@ def _boring_names() -> tuple[frozenset[bytes], frozenset[bytes]]:
             continue
         keyed.update((raw.upper(), raw))
     return frozenset(keyed), frozenset(keyed)
+
+
+def sort_pattern_option(argv: list[bytes]) -> tuple[int, str] | None:
+    """The first SORT option a cluster refuses, as sort.c reads them left to right: BY with a
+    pattern ('*'; BY without one means "do not sort") or any GET (even GET #): (index, name)."""
+    i = 2
+    while i < len(argv) - 1:
+        option = argv[i].lower()
+        if option == b"by" and b"*" in argv[i + 1]:
+            return i, "BY"
+        if option == b"get":
+            return i, "GET"
+        i += 3 if option == b"limit" else 2 if option in (b"by", b"store") else 1
+    return None
 
 
 def _distinct(keys: Iterable[bytes]) -> list[bytes]:

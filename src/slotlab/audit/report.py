@@ -39,7 +39,7 @@ KIND_MEANING: Final = {
     "select": "SELECT of a database other than 0 (a cluster has database 0 only)",
     "swapdb": "SWAPDB (a cluster has database 0 only)",
     "move": "MOVE to another database (a cluster has database 0 only)",
-    "sort-pattern": "SORT (or SORT_RO) with a BY or GET pattern: the keys it reads are computed",
+    "sort-pattern": "SORT (or SORT_RO) with a BY pattern or a GET option (refused by a cluster)",
 }
 
 SETTINGS: Final = (

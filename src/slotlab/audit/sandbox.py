@@ -7,7 +7,6 @@ Nothing here decides a rule: the emulated nodes do (``slotlab.backends.emulated`
 
 from __future__ import annotations
 
-import atexit
 import threading
 from collections.abc import Callable, Sequence
 from functools import cache
@@ -76,7 +75,6 @@ class Sandbox:
         if many:
             if self._many is None:
                 self._many = EmulatedBackend(masters=self.masters)
-                atexit.register(self._many.stop)
                 if self.owners is not None:
                     nodes = self._many.cluster.masters()
                     for slot in range(16384):
@@ -84,7 +82,6 @@ class Sandbox:
             return self._many
         if self._one is None:
             self._one = EmulatedBackend(masters=1)
-            atexit.register(self._one.stop)
         return self._one
 
     def run_script(self, argv: list[bytes]) -> ScriptRun:

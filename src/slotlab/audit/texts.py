@@ -20,9 +20,9 @@ WHY_PROXY: Final = "slotlab.proxy.rules.decide: our model of the proxy (real pro
 NATIVE_ONE_NODE: Final = (
     "answers for its own keys only: one node of {masters} (no CROSSSLOT, just a partial answer)"
 )
-NATIVE_SORT_PATTERN: Final = (
-    "refused in cluster mode: the keys a BY/GET pattern builds may live in other slots "
-    "(sort.c; not modelled by the emulator, so stated here)"
+NATIVE_SORT_NOTE: Final = (
+    " (redis-server 7.0's sort.c, even with the list's hash tag in the pattern; the emulator "
+    "does not model this check, so the auditor states it)"
 )
 REDIS_PY_TX: Final = (
     "refused client-side: a transaction pipeline's keys must map to one slot "
@@ -62,7 +62,7 @@ DETAIL: Final = {
     "select": "SELECT {db}: a cluster has database 0 only",
     "swapdb": "SWAPDB: a cluster has database 0 only",
     "move": "MOVE to database {db}: a cluster has database 0 only",
-    "sort-pattern": "SORT with {option} {pattern}: the keys it reads are built from a pattern",
+    "sort-pattern": "SORT with {option} {pattern}: a cluster refuses BY patterns and GET",
 }
 
 FIX_TAG: Final = (
@@ -80,8 +80,8 @@ FIX_DB: Final = (
     "keep everything in database 0: give the keys a prefix per former database instead"
 )
 FIX_SORT: Final = (
-    "read the keys the pattern names yourself (e.g. MGET of keys sharing the list's hash tag), "
-    "or give the pattern the list's hash tag so they share its slot"
+    "SORT without BY/GET, then read the keys the pattern named yourself (one MGET of keys that "
+    "share the list's hash tag, or pipelined single-key reads)"
 )
 FIX_SCRIPT_KEYS: Final = (
     "pass every key the script touches in KEYS and call redis.call with KEYS[n] itself"

@@ -22,7 +22,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from slotlab import commands
+from slotlab import commands, errors
 from slotlab.audit import texts
 from slotlab.audit.report import Verdict
 from slotlab.audit.sandbox import Sandbox
@@ -104,7 +104,12 @@ class Judge:
     def _native(self, kind: str, block: Sequence[list[bytes]], multi: bool,
                 first: bytes | None) -> tuple[str, bool]:  # fmt: skip
         if kind == "sort-pattern":
-            return texts.NATIVE_SORT_PATTERN, False
+            from slotlab.audit.hazards import sort_pattern_option
+
+            found = sort_pattern_option(block[0])
+            refused = errors.SORT_GET_IN_CLUSTER if found and found[1] == "GET" else (
+                errors.SORT_BY_IN_CLUSTER)  # fmt: skip
+            return refused + texts.NATIVE_SORT_NOTE, False
         if kind == "fan-out" and not _keys(block[0]):
             return texts.NATIVE_ONE_NODE.format(masters=self.masters), False
         run = [[b"MULTI"], *block, [b"EXEC"]] if multi else list(block)
