@@ -19,7 +19,7 @@ import redis
 from redis.exceptions import RedisClusterException
 
 import slotlab
-from slotlab import batching, exercises, openim
+from slotlab import audit, batching, exercises, lesson_checks, openim
 from slotlab.exercises import (
     EXERCISES,
     QUIZZES,
@@ -61,8 +61,8 @@ def _stub(source: str) -> str:
     return "\n".join(lines[: [line.strip() for line in lines].index(SOLUTION_MARKER)])
 
 
-def test_lessons_01_to_06_have_exercises() -> None:
-    assert [p.name[:2] for p in LESSONS][:6] == ["01", "02", "03", "04", "05", "06"]
+def test_lessons_01_to_07_have_exercises() -> None:
+    assert [p.name[:2] for p in LESSONS] == ["01", "02", "03", "04", "05", "06", "07"]
 
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=lambda p: p.name)
@@ -145,7 +145,8 @@ def _namespace(lab: Lab) -> dict[str, Any]:
     rc, proxy = lab.cluster_client(), lab.proxy_client("alibaba")
     return {"lab": lab, "rc": rc, "topology": lab.topology(), "slotlab": slotlab,
             "redis": redis, "RedisClusterException": RedisClusterException, "openim": openim,
-            "batching": batching, "proxy": proxy,
+            "batching": batching, "proxy": proxy, "audit": audit,
+            "AUDIT_LOG": lesson_checks.AUDIT_LOG, "SHOP_LINES": lesson_checks.SHOP_LINES,
             "settings": {"native cluster": rc, "alibaba proxy": proxy}}
 
 
@@ -235,6 +236,16 @@ WRONG: list[tuple[str, Any, str]] = [
     ("04.evals_50", 1, "batches of 50 keys"),
     ("04.join_request", (1, True), "do not span 1 slots"),
     ("04.join_request", "yes", "a pair (slots, fails)"),
+    ("07.flagged_lines", [1, 2, 4, 6], "line 1 (SET user:1 Ada) works in every setting"),
+    ("07.flagged_lines", [2, 4], "but 1 more is"),
+    ("07.flagged_lines", [9], "not a line of AUDIT_LOG"),
+    ("07.fix_lines", lesson_checks.SHOP_LINES, "the gate still fails: line 1 is a fan-out"),
+    ("07.fix_lines", ["SET stock:apple 10", "DEL session:t1", "DEL session:t2"],
+     "stock:pear is missing"),
+    ("07.fix_lines", ["SET stock:apple 10", "SET stock:pear 5", "DEL session:t1"],
+     "session:t2 is still there"),
+    ("07.fix_lines", ["MULTI", "SET stock:apple 10", "SET stock:pear 5", "EXEC",
+                      "DEL session:t1", "DEL session:t2"], "multi-crossslot"),
 ]
 
 

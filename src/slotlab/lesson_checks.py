@@ -1,4 +1,4 @@
-"""The exercises and self-tests of lessons 01-06, each judged against the learner's own lab.
+"""The exercises and self-tests of lessons 01-07, each judged against the learner's own lab.
 
 Every judge asks the lab for what it expects (``CLUSTER KEYSLOT``, the topology, the proxy's
 reply), returns why a right answer is right, and raises :class:`~slotlab.exercises.Wrong` naming
@@ -659,5 +659,172 @@ QUIZZES["06"] = {
          "b": "replication is asynchronous: a write acknowledged just before the crash may "
               "never have reached the replica (the specification's \"Write safety\").",
          "c": "replication is asynchronous: a crash can take acknowledged writes with it."},
+    ),
+}
+
+
+# ---- lesson 07 ----------------------------------------------------------------------------
+
+AUDIT_LOG = [
+    "SET user:1 Ada",
+    "MSET user:1 Ada user:2 Grace",
+    "MSET {user:1}:name Ada {user:1}:city London",
+    "SELECT 1",
+    "EVAL \"return redis.call('GET', KEYS[1])\" 1 user:1",
+    "EVAL \"return redis.call('GET', 'user:2')\" 0",
+    "DEL user:1",
+    "SUNIONSTORE {team}:all {team}:a {team}:b",
+]
+"""Lesson 07, exercise 1: a command log, one command per line in redis-cli syntax."""
+
+
+def _audit_one(line: str) -> Any:
+    from slotlab import audit
+
+    return audit.audit_lines([line], source="commands")
+
+
+@exercise("07.flagged_lines", "a list of line numbers (1 to 8) of AUDIT_LOG")
+def _flagged_lines(answer: Any, lab: Lab) -> str:
+    if isinstance(answer, (str, bytes)) or not isinstance(answer, (list, tuple, set)) or \
+            not all(isinstance(n, int) and not isinstance(n, bool) for n in answer):
+        raise Wrong("give the line numbers as a list of whole numbers, such as [1, 5].")
+    numbers = list(answer)
+    if len(set(numbers)) != len(numbers):
+        raise Wrong("a line number appears twice in your list.")
+    for n in numbers:
+        if not 1 <= n <= len(AUDIT_LOG):
+            raise Wrong(f"{n} is not a line of AUDIT_LOG: its lines are numbered 1 to "
+                        f"{len(AUDIT_LOG)}.")
+    flagged = {n for n, line in enumerate(AUDIT_LOG, 1) if not _audit_one(line).ok}
+    for n in sorted(numbers):
+        if n not in flagged:
+            raise Wrong(f"line {n} ({AUDIT_LOG[n - 1]}) works in every setting: one key, keys "
+                        "sharing a hash tag, or a script whose keys are all passed in KEYS "
+                        "cannot span slots.")
+    missing = flagged - set(numbers)
+    if missing:
+        more = f"{len(missing)} more {'is' if len(missing) == 1 else 'are'}"
+        raise Wrong(f"every line you name is flagged, but {more}: look for keys in different "
+                    "slots, a database other than 0, and a script called with no keys.")
+    kinds = sorted({h.kind for n in flagged for h in _audit_one(AUDIT_LOG[n - 1]).hazards})
+    return (f"the auditor flags these {len(flagged)} lines ({', '.join(kinds)}): keys in "
+            "different slots, a database a cluster does not have, and a script that names no "
+            "key, so that nothing can route it by its keys.")
+
+
+SHOP_LINES = [
+    "MSET stock:apple 10 stock:pear 5",
+    "DEL session:t1 session:t2",
+]
+"""Lesson 07, exercise 2: two lines of the shop's traffic, to be rewritten."""
+
+_SESSIONS = {"session:t1": "u1", "session:t2": "u1", "session:t3": "u2"}
+
+
+def _run_lines(client: redis.Redis, lines: list[str]) -> dict[str, Any]:
+    """Run ``lines`` (redis-cli syntax) on ``client`` after the sessions are set; what remains."""
+    from slotlab.resp import split_args
+
+    client.flushall()
+    client.mset(_SESSIONS)
+    for n, line in enumerate(lines, 1):
+        args = split_args(line.encode())
+        if not args:
+            raise Wrong(f"line {n} ({line!r}) is not a command: write one command per line, "
+                        "redis-cli style.")
+        try:
+            client.execute_command(*args)
+        except redis.RedisError as error:
+            raise Wrong(f"line {n} ({line}) fails on one server: {error}") from None
+    keys = sorted(str(key) for key in client.keys("*"))  # the lab's clients decode replies
+    return {key: client.get(key) for key in keys}
+
+
+@exercise("07.fix_lines", "a list of command lines (str), redis-cli syntax, one command each")
+def _fix_lines(answer: Any, lab: Lab) -> str:
+    lines = _strings(answer, "the command lines")
+    if not lines:
+        raise Wrong("give at least one command line.")
+    from slotlab import audit
+
+    report = audit.audit_lines(lines, source="commands")
+    if not report.ok:
+        hazard = report.hazards[0]
+        raise Wrong(f"the gate still fails: line {hazard.line_no} is a {hazard.kind} hazard "
+                    f"({hazard.detail or hazard.command}). A command over keys of several "
+                    "slots works only where something splits it; one key per command cannot "
+                    "span slots.")
+    server = lab.standalone_client()
+    try:
+        want = _run_lines(server, SHOP_LINES)
+        have = _run_lines(server, lines)
+    finally:
+        server.close()
+    for key in sorted(set(want) | set(have)):
+        if key not in have:
+            raise Wrong(f"after your lines {key} is missing: the original lines leave it there.")
+        if key not in want:
+            raise Wrong(f"after your lines {key} is still there: the original lines leave no "
+                        f"such key.")
+        if have[key] != want[key]:
+            raise Wrong(f"after your lines {key} holds {have[key]!r}: the original lines leave "
+                        "a different value.")
+    return (f"the auditor finds nothing in your {len(lines)} lines, and one server ends with the "
+            "same keys and values: one key per command cannot span slots. (Send them in one "
+            "pipeline, not a MULTI block, to keep one round trip.)")
+
+
+QUIZZES["07"] = {
+    "q1": Question(
+        "What does Redis 8's `cluster_incompatible_ops` (in `INFO stats`) tell you?",
+        {"a": "how many sampled commands a cluster would refuse, naming none of them",
+         "b": "each command a cluster would refuse, with its keys and a fix",
+         "c": "which commands a cloud proxy refuses"},
+        "a",
+        {"a": "it is a count: it names no command, no key and no fix, and knows nothing of "
+              "proxies.",
+         "b": "it is a count only; finding the command and its keys is what an auditor adds.",
+         "c": "it counts what a native cluster would refuse; proxies have rules of their own."},
+    ),
+    "q2": Question(
+        "Why capture an application's traffic on the single server it uses today, rather than "
+        "on the cluster it will move to?",
+        {"a": "MONITOR does not work on a cluster node",
+         "b": "a node does not run a command it refuses, and MONITOR shows only what a server "
+              "runs",
+         "c": "a single server's MONITOR lines carry the slot of each key"},
+        "b",
+        {"a": "MONITOR works on every node, but a node shows only the commands it runs, and it "
+              "does not run the ones it refuses.",
+         "b": "so the commands that would fail are exactly the ones a cluster's MONITOR never "
+              "shows; on one server they all run, and all show.",
+         "c": "MONITOR lines carry a time, a database, a client and the arguments; the auditor "
+              "computes the slots."},
+    ),
+    "q3": Question(
+        "The shop's checkout script is called with its two keys in `KEYS`, and builds "
+        "`'stock:' .. item` itself. Which rule does that break?",
+        {"a": "a script may not call DECRBY",
+         "b": "a script may take at most one key",
+         "c": "every key a script touches must be passed in KEYS"},
+        "c",
+        {"a": "a script may call any data command; the problem is which key it names.",
+         "b": "a script may take many keys, as long as they share a slot.",
+         "c": "a cluster routes a script by its KEYS; a key built inside it may live in another "
+              "slot, and a proxy's script check refuses it."},
+    ),
+    "q4": Question(
+        "A fix replaces one multi-key command with single-key commands in one pipeline. What "
+        "does it give up?",
+        {"a": "speed: a round trip per key",
+         "b": "atomicity: other clients' commands may run in between, and some may succeed "
+              "while others fail",
+         "c": "nothing"},
+        "b",
+        {"a": "one pipeline is one round trip for all its commands (lesson 5).",
+         "b": "a pipeline is not a transaction; where the keys must change together, give them "
+              "one hash tag instead.",
+         "c": "the commands no longer run as one: a reader may see some done and others not."},
     ),
 }
