@@ -117,6 +117,12 @@ def test_every_lesson_shows_its_figures(
     assert len(images) >= expected, f"{expected} figures stored, {len(images)} on the page"
     broken = [i for i in images if not (i["complete"] and i["width"] > 0)]
     assert not broken, f"images that did not load: {broken}"
+    exercise = ROOT / "notebooks" / "exercises" / notebook.name
+    if notebook.parent.name == "notebooks" and exercise.is_file():
+        links = page.locator("article a").evaluate_all("links => links.map(a => a.href)")
+        assert page_of(exercise).as_uri() in {h.split("#")[0] for h in links}, (
+            f"{notebook.name} does not link to its exercises"
+        )
     assert not log.take()
 
 
