@@ -27,7 +27,8 @@ def browser() -> Iterator[Browser]:
         unavailable("no Playwright for Python (pip install -e '.[book]')")
     executable = chromium_executable()
     # Chromium's sandbox refuses to start as root (CI runs as root); anyone else keeps it.
-    args = ["--no-sandbox"] if os.geteuid() == 0 else []
+    # A container's /dev/shm is often 64 MB, too small for a page's renderer: use /tmp.
+    args = ["--disable-dev-shm-usage"] + (["--no-sandbox"] if os.geteuid() == 0 else [])
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=executable, args=args)
         yield chromium

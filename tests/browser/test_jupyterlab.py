@@ -10,6 +10,7 @@ their watchdog) must be gone: they are found by PID, watched from JupyterLab's p
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import secrets
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from browsing import ROOT, new_page
+from browsing import ROOT, new_page, unavailable
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -209,7 +210,8 @@ def _isolated_env(tmp: Path) -> dict[str, str]:
 
 @pytest.fixture
 def jupyterlab(tmp_path: Path) -> Iterator[Lab]:
-    pytest.importorskip("jupyterlab", reason="no JupyterLab (pip install -e '.[lab]')")
+    if importlib.util.find_spec("jupyterlab") is None:
+        unavailable("no JupyterLab (pip install -e '.[lab]')")
     workdir = tmp_path / "notebooks"
     workdir.mkdir()
     shutil.copy(ROOT / "notebooks" / NOTEBOOK, workdir / NOTEBOOK)
