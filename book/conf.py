@@ -12,6 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sphinx import addnodes
+from sphinx.transforms.post_transforms import SphinxPostTransform
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import lessons  # noqa: E402  (book/lessons.py, beside this file)
@@ -93,6 +96,44 @@ def landing_sections() -> dict[str, str]:
     return {"{lessons-table}": table, "{toctrees}": "\n".join(trees)}
 
 
+# Links written for a code host can name repository places that have no page here: they lead
+# to the page that stands for them (the README's role is the landing page's; a folder of
+# notebooks is the landing page's lessons table). Any other link that leads nowhere still fails.
+STAND_INS: dict[str, tuple[str, str | None]] = {
+    "README": (LANDING, None),
+    "notebooks": (LANDING, "the-lessons"),
+    "notebooks/exercises": (LANDING, "the-lessons"),
+}
+
+
+def _repository_place(env: Any, node: addnodes.pending_xref) -> str | None:
+    """The repository file (as a docname) or folder a MyST link names, if it has no page."""
+    if node.get("refdomain") == "doc":
+        docname: str = node["reftarget"]
+        return None if docname in env.all_docs else docname
+    target = str(node["reftarget"]).split("#", 1)[0]
+    if not target:
+        return None
+    _, path = env.relfn2path(target, node.get("refdoc", env.docname))
+    if not Path(path).is_dir():
+        return None
+    return Path(path).resolve().relative_to(ROOT).as_posix()
+
+
+class StandIns(SphinxPostTransform):
+    """Point links to the README or to a folder of notebooks at the page standing for it."""
+
+    default_priority = 8  # before MyST resolves (and checks) its links, at 9
+
+    def run(self, **kwargs: Any) -> None:
+        for node in self.document.findall(addnodes.pending_xref):
+            if node.get("reftype") == "myst":
+                place = _repository_place(self.env, node)
+                if place in STAND_INS:
+                    node["refdomain"] = "doc"
+                    node["reftarget"], node["reftargetid"] = STAND_INS[place]
+
+
 def _fill_landing(app: Any, docname: str, source: list[str]) -> None:
     if docname == LANDING:
         for marker, text in landing_sections().items():
@@ -117,6 +158,7 @@ def _redirect_to_landing(app: Any, exception: Exception | None) -> None:
 
 
 def setup(app: Any) -> dict[str, bool]:
+    app.add_post_transform(StandIns)
     app.connect("source-read", _fill_landing)
     app.connect("env-get-outdated", _always_reread_landing)
     app.connect("build-finished", _redirect_to_landing)
