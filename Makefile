@@ -74,9 +74,11 @@ nbval: $(VENV)/.test
 
 # The course as a static site, from the notebooks and their STORED outputs (nothing is run).
 # The source directory is the repository itself (book/conf.py picks the course out of it);
-# -W: a broken link, a missing image or any warning fails the build.
+# -W: a broken link, a missing image or any warning fails the build. Where the system lets a
+# user make namespaces, it runs with no network at all: a theme that fetched would fail it.
+NO_NETWORK = $(shell unshare -rn true 2>/dev/null && echo unshare -rn)
 book: $(VENV)/.book
-	$(BIN)/sphinx-build -W --keep-going -q -b html -c book -d build/book-doctrees . build/book
+	$(NO_NETWORK) $(BIN)/sphinx-build -W --keep-going -q -b html -c book -d build/book-doctrees . build/book
 
 # The site and JupyterLab in headless Chromium (tests/browser). Where no chromium is found they
 # skip with a reason, except with SLOTLAB_REQUIRE_BROWSER=1 (CI).
