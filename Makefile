@@ -5,6 +5,8 @@
 #   make exercises   regenerate notebooks/exercises/ from the lessons, executed on a real cluster
 #   make bench   run the benchmarks; each prints ratios against a baseline from the same run
 #   make test-lowest   the unit and fidelity tests once more, at the lowest declared versions
+#   make book    the course as a static site in build/book/ (open build/book/index.html)
+#   make browser the site and JupyterLab tested in headless Chromium (builds the book first)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,7 +15,7 @@ ARGS ?=
 comma := ,
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
-.PHONY: lab test test-lowest lint unit nbval notebooks exercises bench clean
+.PHONY: lab test test-lowest lint unit nbval browser book notebooks exercises bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,18 +29,23 @@ $(VENV)/.test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[lab,test]'
 	@touch $@ $(VENV)/.lab
 
+$(VENV)/.book: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[lab,test,book]'
+	@touch $@ $(VENV)/.test $(VENV)/.lab
+
 lab: $(VENV)/.lab
 	$(BIN)/jupyter lab notebooks $(ARGS)
 
-test: lint unit nbval
+test: lint unit nbval browser
 
 lint: $(VENV)/.test
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks book
 	$(BIN)/mypy
 
 # Two workers (xdist) keep the run short on a 2-core machine; each starts its own labs.
+# tests/browser needs the built site and a browser: `make browser` runs it.
 unit: $(VENV)/.test
-	$(BIN)/python -m pytest tests -n auto -p no:cacheprovider $(ARGS)
+	$(BIN)/python -m pytest tests --ignore=tests/browser -n auto -p no:cacheprovider $(ARGS)
 
 # The floors of pyproject.toml, in a venv of their own: tests/constraints-lowest.txt pins
 # them, and only wheels are taken for them (a fresh machine has no compiler).
@@ -55,7 +62,7 @@ $(LOWEST)/.test: pyproject.toml tests/constraints-lowest.txt
 test-lowest: $(LOWEST)/.test
 	@$(LOWEST)/bin/python -m pip list --format=freeze 2>/dev/null \
 		| grep -iE '^($(subst $(comma),|,$(PINNED)))==' | tr '\n' ' '; echo
-	$(LOWEST)/bin/python -m pytest tests -n auto -p no:cacheprovider $(ARGS)
+	$(LOWEST)/bin/python -m pytest tests --ignore=tests/browser -n auto -p no:cacheprovider $(ARGS)
 
 # Strict nbval over every notebook, once per backend this machine has (`slotlab backends`).
 nbval: $(VENV)/.test
@@ -64,6 +71,19 @@ nbval: $(VENV)/.test
 		SLOTLAB_BACKEND=$$backend $(BIN)/python -m pytest notebooks -n auto --dist loadfile \
 			$(NBVAL) $(ARGS); \
 	done
+
+# The course as a static site, from the notebooks and their STORED outputs (nothing is run).
+# The source directory is the repository itself (book/conf.py picks the course out of it);
+# -W: a broken link, a missing image or any warning fails the build. Where the system lets a
+# user make namespaces, it runs with no network at all: a theme that fetched would fail it.
+NO_NETWORK = $(shell unshare -rn true 2>/dev/null && echo unshare -rn)
+book: $(VENV)/.book
+	$(NO_NETWORK) $(BIN)/sphinx-build -W --keep-going -q -b html -c book -d build/book-doctrees . build/book
+
+# The site and JupyterLab in headless Chromium (tests/browser). Where no chromium is found they
+# skip with a reason, except with SLOTLAB_REQUIRE_BROWSER=1 (CI).
+browser: book
+	$(BIN)/python -m pytest tests/browser -p no:cacheprovider $(ARGS)
 
 # Stored outputs come from the authoritative backend: a real cluster.
 notebooks: $(VENV)/.test
