@@ -772,7 +772,8 @@ def _fix_lines(answer: Any, lab: Lab) -> str:
                         "a different value.")
     return (f"the auditor finds nothing in your {len(lines)} lines, and one server ends with the "
             "same keys and values: one key per command cannot span slots. (Send them in one "
-            "pipeline, not a MULTI block, to keep one round trip.)")
+            "pipeline without MULTI/EXEC, redis-py's pipeline(transaction=False), to keep one "
+            "round trip.)")
 
 
 QUIZZES["07"] = {
@@ -823,7 +824,8 @@ QUIZZES["07"] = {
          "c": "nothing"},
         "b",
         {"a": "one pipeline is one round trip for all its commands (lesson 5).",
-         "b": "a pipeline is not a transaction; where the keys must change together, give them "
+         "b": "a pipeline without MULTI/EXEC (redis-py: pipeline(transaction=False)) is not a "
+              "transaction; where the keys must change together, give them "
               "one hash tag instead.",
          "c": "the commands no longer run as one: a reader may see some done and others not."},
     ),
