@@ -105,7 +105,8 @@ def _call_args(toks: Sequence[_Tok], start: int) -> list[list[_Tok]]:
     depth = 0
     args: list[list[_Tok]] = []
     cur: list[_Tok] = []
-    for t in toks[start:]:
+    for j in range(start, len(toks)):  # an index, not toks[start:]: no copy of the rest
+        t = toks[j]
         op = t.text if t.kind == "op" else ""
         if depth == 0 and op in (")", "]", "}"):
             return [*args, cur] if cur or args else args
@@ -146,7 +147,8 @@ def check_script(script: str | bytes) -> list[ScriptProblem]:
     except _LuaSyntax:
         return []
     problems: list[ScriptProblem] = []
-    i = 0
+    i = counted = 0
+    line = 1
     while i + 3 < len(toks):
         t = toks[i]
         texts = [x.text for x in toks[i : i + 4]]
@@ -157,7 +159,8 @@ def check_script(script: str | bytes) -> list[ScriptProblem]:
             args = _call_args(toks, i + 4)
         except _LuaSyntax:
             return problems
-        line = src.count("\n", 0, t.at) + 1
+        line += src.count("\n", counted, t.at)  # counted on from the last call, not from 0
+        counted = t.at
         problem = _check_call(args)
         if problem:
             shown = ", ".join(_arg_text(a) for a in args[:3]) + (", ..." if len(args) > 3 else "")
