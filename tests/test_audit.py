@@ -337,3 +337,18 @@ def test_cli_bad_input(tmp_path: pathlib.Path, content: bytes | None, args: list
 def test_cli_bad_stdin() -> None:
     result = _cli("-", stdin=b'GET a\n1.5 [0 x "GET"\n')
     assert result.returncode == 2 and b"stdin: line 2" in result.stderr
+
+
+def test_fan_out_counts_nodes_not_slots() -> None:
+    """Two keys in two slots of ONE node: one node, two requests; the next line, the same
+    shape on two nodes, gets its own verdict (the verdicts are cached per slot AND node
+    pattern)."""
+    one, two = audit.audit_lines(
+        ["MSET stock:apple 1 stock:pear 2", "MSET user:1 1 user:4 2"]
+    ).hazards
+    assert one.nodes[0] == one.nodes[1] and two.nodes[0] != two.nodes[1]
+    assert one.verdicts["alibaba proxy"].outcome.startswith(
+        "fanned out as 2 requests, one per slot, to 1 node(s)")
+    assert two.verdicts["alibaba proxy"].outcome.startswith("fanned out to 2 node(s)")
+    first = two.verdicts["go-redis ClusterClient"].outcome
+    assert first.startswith(f"routed by its first key to {two.nodes[0]}")

@@ -345,12 +345,15 @@ class Auditor:
             group.count += 1
             return
         slots = [key_slot(k) for k in keys]
+        # which keys share a slot, and which node owns each: the verdicts name nodes
         pattern = tuple(slots.index(s) for s in slots)
+        owners = tuple(self._owner(s) for s in slots)
         names = tuple(a[0].lower() for a in (block or [argv]))
         self._groups[gkey] = Group(
             kind, command, _shown(line.rstrip(b"\r\n")), line_no, block or [argv], multi,
             detail=detail, keys=list(keys),
-            rule_shape=(kind, names, tuple(len(a) for a in (block or [argv])), pattern) + extra,
+            rule_shape=(kind, names, tuple(len(a) for a in (block or [argv])), pattern, owners)
+            + extra,
         )  # fmt: skip
 
     def _crossslot(self, name: bytes, argv: list[bytes], line: bytes, line_no: int,

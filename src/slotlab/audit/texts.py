@@ -44,7 +44,11 @@ GO_TX: Final = (
     "early v9), or refused client-side with ErrCrossSlot (newer v9 releases)"
 )
 WHY_GO_TX: Final = "go-redis's cluster.go (processTxPipeline), by release"
-PROXY_FANOUT: Final = "fanned out to {parts} node(s), replies merged: works, not atomic"
+PROXY_FANOUT: Final = "fanned out to {nodes} node(s), replies merged: works, not atomic"
+PROXY_FANOUT_PER_SLOT: Final = (
+    "fanned out as {parts} requests, one per slot, to {nodes} node(s), replies merged: works, "
+    "not atomic"
+)
 PROXY_TX_SPLIT: Final = "split into {parts} MULTI/EXEC, one per slot: each atomic, the whole not"
 PROXY_FORWARD: Final = "forwarded whole to the first key's node: {outcome}"
 PROXY_FORWARD_ANY: Final = "forwarded to one node: {outcome}"

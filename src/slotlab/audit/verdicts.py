@@ -159,7 +159,12 @@ class Judge:
             if isinstance(decision, Answer) and decision.reply[:1] == b"-":
                 return Verdict(setting, _first_line(decision.reply), False, texts.WHY_PROXY)
         if isinstance(decision, FanOut):
-            text = texts.PROXY_FANOUT.format(parts=len(decision.parts))
+            # one request per slot (or per master): the nodes are the requests' addresses,
+            # which the slot map gave from the audited layout
+            nodes = len({addr for addr, _argv in decision.parts})
+            parts = len(decision.parts)
+            said = texts.PROXY_FANOUT if parts == nodes else texts.PROXY_FANOUT_PER_SLOT
+            text = said.format(parts=parts, nodes=nodes)
             return Verdict(setting, text, True, texts.WHY_PROXY)
         if isinstance(decision, Transaction):
             if len(decision.parts) > 1:
