@@ -352,3 +352,14 @@ def test_fan_out_counts_nodes_not_slots() -> None:
     assert two.verdicts["alibaba proxy"].outcome.startswith("fanned out to 2 node(s)")
     first = two.verdicts["go-redis ClusterClient"].outcome
     assert first.startswith(f"routed by its first key to {two.nodes[0]}")
+
+
+def test_templates_give_each_placeholder_its_own_value() -> None:
+    """<group_id> and <user_id> are different ids: they never share a value (so no tag common
+    to group and user keys is proposed); the same name is the same value everywhere."""
+    keys = ["group:<group_id>:members", "user:<user_id>:groups", "group:<group_id>:info"]
+    (h,) = audit.audit_templates(keys).hazards
+    assert h.keys == ["group:42:members", "user:43:groups", "group:42:info"]
+    assert "no common part of all 3 keys" in h.fix and "{group:42} (2 of 3 keys)" in h.fix
+    (h,) = audit.audit_templates(["a:<x>", "b:<y>"], value="id").hazards
+    assert h.keys == ["a:id", "b:id2"] and "no common part" in h.fix
