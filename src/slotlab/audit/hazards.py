@@ -562,17 +562,12 @@ def _boring_names() -> tuple[frozenset[bytes], frozenset[bytes]]:
 
 
 def sort_pattern_option(argv: list[bytes]) -> tuple[int, str] | None:
-    """The first SORT option a cluster refuses, as sort.c reads them left to right: BY with a
-    pattern ('*'; BY without one means "do not sort") or any GET (even GET #): (index, name)."""
-    i = 2
-    while i < len(argv) - 1:
-        option = argv[i].lower()
-        if option == b"by" and b"*" in argv[i + 1]:
-            return i, "BY"
-        if option == b"get":
-            return i, "GET"
-        i += 3 if option == b"limit" else 2 if option in (b"by", b"store") else 1
-    return None
+    """The SORT option a cluster node refuses (a BY pattern, any GET): (index, its name), as
+    the emulator's one copy of sort.c's rule decides (``node_checks.sort_refusal``)."""
+    from slotlab.backends.emulated.node_checks import sort_refusal  # loads the emulator
+
+    refused = sort_refusal(argv)
+    return None if refused is None else (refused[0], _shown(argv[refused[0]]).upper())
 
 
 def _distinct(keys: Iterable[bytes]) -> list[bytes]:

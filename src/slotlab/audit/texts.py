@@ -20,10 +20,6 @@ WHY_PROXY: Final = "slotlab.proxy.rules.decide: our model of the proxy (real pro
 NATIVE_ONE_NODE: Final = (
     "answers for its own keys only: one node of {masters} (no CROSSSLOT, just a partial answer)"
 )
-NATIVE_SORT_NOTE: Final = (
-    " (redis-server 7.0's sort.c, even with the list's hash tag in the pattern; the emulator "
-    "does not model this check, so the auditor states it)"
-)
 REDIS_PY_TX: Final = (
     "refused client-side: a transaction pipeline's keys must map to one slot "
     "(CrossSlotTransactionError)"
