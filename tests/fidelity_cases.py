@@ -271,6 +271,27 @@ case("sort-store-same-slot", N(0, "RPUSH", T0A, "3", "1", "2"), N(0, "SORT", T0A
      N(0, "LRANGE", T0B, "0", "-1"))
 case("sort-store-cross-slot", N(0, "RPUSH", K0, "3", "1"), N(0, "SORT", K0, "STORE", K0B))
 case("sort-ro", N(0, "RPUSH", K0, "3", "1", "2"), N(0, "SORT_RO", K0, "DESC"))
+# sort.c refuses, in cluster mode, a BY pattern with '*' (even with the list's own hash tag)
+# and any GET (even GET #), as it reads the options left to right; BY without '*' means "do
+# not sort"; strchr stops at a NUL byte.
+case("sort-by-pattern-in-cluster", N(0, "RPUSH", K0, "3", "1", "2"), N(0, "SORT", K0, "BY", "w_*"),
+     N(0, "SORT", K0, "BY", "{b}w_*"), N(0, "SORT", K0, "BY", "nosort"),
+     N(0, "SORT", K0, "BY", b"a\x00*"), N(0, "SORT", "nokey", "BY", "w_*"),
+     N(0, "SORT", K0, "BY", "w_*", "BY", "nosort"), N(0, "SORT", K0, "STORE", T0A, "BY", "w_*"),
+     N(0, "EXISTS", T0A))
+case("sort-get-in-cluster", N(0, "RPUSH", K0, "3", "1", "2"), N(0, "SORT", K0, "GET", "#"),
+     N(0, "SORT", K0, "GET", "o_*"), N(0, "SORT", K0, "ALPHA", "DESC", "BY", "nosort", "GET", "#"),
+     N(0, "SORT", K0, "LIMIT", "0", "1", "GET", "o_*"), N(0, "SORT", K0, "BY", "w_*", "GET", "#"))
+case("sort-ro-patterns-in-cluster", N(0, "RPUSH", K0, "3", "1", "2"),
+     N(0, "SORT_RO", K0, "BY", "w_*"), N(0, "SORT_RO", K0, "GET", "#"),
+     N(0, "SORT_RO", K0, "BY", "nosort"), N(0, "SORT_RO", K0, "STORE", "d", "BY", "w_*"))
+case("sort-bad-option-before-pattern", N(0, "RPUSH", K0, "3", "1", "2"),
+     N(0, "SORT", K0, "LIMIT", "a", "1", "BY", "w_*"), N(0, "SORT", K0, "FOO", "BY", "w_*"),
+     N(0, "SORT", K0, "BY", "w_*", "FOO"), N(0, "SORT", K0, "BY"), N(0, "SORT", K0, "GET"))
+case("sort-pattern-in-script-and-multi", N(0, "RPUSH", K0, "3", "1", "2"),
+     N(0, "EVAL", "return redis.call('SORT', KEYS[1], 'BY', 'w_*')", "1", K0),
+     N(0, "EVAL", "return redis.call('SORT', KEYS[1], 'GET', '#')", "1", K0),
+     Raw(0, ("MULTI",), ("SORT", K0, "BY", "w_*"), ("SORT", K0, "BY", "nosort"), ("EXEC",)))
 case("select-in-cluster", N(0, "SELECT", "0"), N(0, "SELECT", "1"), N(0, "SELECT", "x"))
 case("swapdb-in-cluster", N(0, "SWAPDB", "0", "1"))
 case("move-in-cluster", N(0, "SET", K0, "1"), N(0, "MOVE", K0, "1"))

@@ -8,6 +8,7 @@ The same commands go to a real server and to the emulated one, each watched by M
 from __future__ import annotations
 
 import re
+import socket
 import time
 from collections.abc import Callable, Iterator
 
@@ -17,6 +18,8 @@ from conftest import real_server_or_skip
 
 from slotlab.audit import capture
 from slotlab.lab import Lab, start_lab
+from slotlab.resp import encode_command
+from slotlab.slots import key_slot
 
 _VOLATILE = re.compile(r"^\d+\.\d{6} \[(\d+) (127\.0\.0\.1:\d+|lua)\]")
 
@@ -167,3 +170,26 @@ def test_capture_leaves_no_client(any_lab: Lab) -> None:
     assert [len(d - b) for d, b in zip(during, before, strict=True)] == [1] * len(masters)
     assert after == before
 
+
+
+def test_stop_drains_the_lines_in_flight(any_lab: Lab) -> None:
+    """Stopping right after the traffic loses nothing: stop() waits for its ECHO marker's line,
+    and neither the marker nor its connection's AUTH enters the capture. The traffic is one
+    burst of SETs on a raw socket whose replies are read in C-speed chunks, so that when the
+    last reply is in, most MONITOR lines are still on their way to the capture's reader."""
+    node = any_lab.topology().masters[0]
+    n = 20_000
+    tag = next(f"d{i}" for i in range(10_000) if node.owns(key_slot(f"{{d{i}}}")))
+    burst = b"".join(encode_command("SET", f"{{{tag}}}:{i}", "1") for i in range(n))
+    with socket.create_connection((node.host, node.port)) as sock:
+        sock.sendall(encode_command("AUTH", any_lab.password or ""))
+        assert sock.recv(64) == b"+OK\r\n"
+        with capture(any_lab.node_client(node.index)) as cap:
+            sock.sendall(burst)
+            got = 0
+            while got < n * 5:  # n times +OK\r\n
+                got += len(sock.recv(1 << 20))
+    assert not cap.errors
+    sets = [line for line in cap.lines if f'"SET" "{{{tag}}}:' in line]
+    assert len(sets) == n
+    assert not [line for line in cap.lines if "ECHO" in line or "AUTH" in line]

@@ -114,13 +114,28 @@ _PLACEHOLDER = re.compile(r"<([A-Za-z_][A-Za-z0-9_]*)>")
 def audit_templates(templates: Sequence[str], *, nodes: NodeMap = None, value: str = "42",
                     command: str = "MGET") -> Report:  # fmt: skip
     """Audit key templates: ``<name>`` marks a variable part (``group:<group_id>:members``);
-    braces stay hash tags (``{group:<group_id>}:members``). Every placeholder is filled with
-    ``value`` (one id), and all the keys go in one ``command``: the report says whether one
-    id's keys share a slot, and what each setting does if they do not."""
+    braces stay hash tags (``{group:<group_id>}:members``). Each distinct placeholder name is
+    filled with its own value, the same one wherever the name recurs: the first name seen
+    with ``value``, the next ones with ``value`` + 1, + 2... (``value`` followed by 2, 3...
+    when it is not a number), so ``<group_id>`` and ``<user_id>`` never look alike. All the
+    keys go in one ``command``: the report says whether one id's keys share a slot, what each
+    setting does if they do not, and a tag only where the keys share an id."""
     for template in templates:
         if "<" in template.replace("<n>", "") and not _PLACEHOLDER.search(template):
             raise ValueError(
                 f"template {template!r}: write a variable part as <name> (letters, digits, _)"
             )
-    keys = [_PLACEHOLDER.sub(value, t) for t in templates]
+    values: dict[str, str] = {}
+
+    def fill(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in values:
+            i = len(values)
+            if i == 0:
+                values[name] = value
+            else:
+                values[name] = str(int(value) + i) if value.isdigit() else f"{value}{i + 1}"
+        return values[name]
+
+    keys = [_PLACEHOLDER.sub(fill, t) for t in templates]
     return audit_keys(keys, nodes=nodes, command=command)

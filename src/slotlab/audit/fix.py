@@ -13,8 +13,10 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Final
 
+import numpy as np
+
 from slotlab.audit import texts
-from slotlab.slots import hash_tag, key_slot
+from slotlab.slots import SLOT_COUNT, hash_tag, key_slots
 
 __all__ = ["common_tag", "suggest_fix"]
 
@@ -86,11 +88,11 @@ class Advisor:
     def busiest(self) -> tuple[int, int]:
         """(the busiest slot's key uses, all key uses)."""
         if self._busiest is None:
-            per_slot: Counter[int] = Counter()
-            for key, count in self.population.items():
-                per_slot[key_slot(key)] += count
-            top = per_slot.most_common(1)[0][1] if per_slot else 0
-            self._busiest = (top, sum(per_slot.values()))
+            # every key's slot at once (numpy, slotlab.slots.key_slots), weighted by its uses
+            keys = list(self.population)
+            uses = np.fromiter(self.population.values(), dtype=np.int64, count=len(keys))
+            per_slot = np.bincount(key_slots(keys), weights=uses, minlength=SLOT_COUNT)
+            self._busiest = (int(per_slot.max()), int(uses.sum()))
         return self._busiest
 
     def hottest(self, tag: bytes) -> tuple[bytes | None, int]:

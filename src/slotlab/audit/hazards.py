@@ -130,9 +130,9 @@ class Auditor:
         self._xs_kind: dict[tuple[bytes, int], str] = {}
         self._owner, self._node_name, self._masters, self.layout = _layout(nodes)
         given = nodes is not None and not isinstance(nodes, int)
+        addrs = [("127.0.0.1", 7000 + i) for i in range(self._masters)]
         self._slot_map = StaticSlotMap(
-            [("127.0.0.1", 7000 + i) for i in range(self._masters)],
-            {s: ("127.0.0.1", 7000 + self._owner(s)) for s in range(16384)},
+            addrs, dict(enumerate(map(addrs.__getitem__, map(self._owner, range(16384)))))
         )
         # the default layout is the emulator's own: no slot to reassign
         self.sandbox = Sandbox(self._owner if given else None, self._masters)
@@ -240,7 +240,7 @@ class Auditor:
                                 keys = [argv[p] for p in info]
                                 pop.update(keys)
                                 first = key_slot(keys[0])
-                                for key in keys:
+                                for key in keys[1:]:
                                     if key_slot(key) != first:
                                         self._crossslot(argv[0].lower(), argv, line, n, keys)
                                         break
@@ -332,8 +332,11 @@ class Auditor:
         self._population.update(keys)
 
     def _group(self, kind: str, argv: list[bytes], line: bytes, line_no: int,
-               keys: list[bytes], detail: str = "", block: list[list[bytes]] | None = None,
-               multi: bool = False, extra: tuple[Any, ...] = ()) -> None:  # fmt: skip
+               keys: list[bytes], detail: str | Callable[[], str] = "",
+               block: list[list[bytes]] | None = None, multi: bool = False,
+               extra: tuple[Any, ...] = ()) -> None:  # fmt: skip
+        """Count a line in its group, or start the group (``detail``: its text, or a function
+        that makes it, called only for a new group)."""
         command = _shown(argv[0]).upper()
         templates = tuple(sorted({_template(k) for k in keys}))
         gkey: tuple[Any, ...] = (kind, command, templates, extra)
@@ -345,12 +348,15 @@ class Auditor:
             group.count += 1
             return
         slots = [key_slot(k) for k in keys]
+        # which keys share a slot, and which node owns each: the verdicts name nodes
         pattern = tuple(slots.index(s) for s in slots)
+        owners = tuple(self._owner(s) for s in slots)
         names = tuple(a[0].lower() for a in (block or [argv]))
         self._groups[gkey] = Group(
             kind, command, _shown(line.rstrip(b"\r\n")), line_no, block or [argv], multi,
-            detail=detail, keys=list(keys),
-            rule_shape=(kind, names, tuple(len(a) for a in (block or [argv])), pattern) + extra,
+            detail=detail if isinstance(detail, str) else detail(), keys=list(keys),
+            rule_shape=(kind, names, tuple(len(a) for a in (block or [argv])), pattern, owners)
+            + extra,
         )  # fmt: skip
 
     def _crossslot(self, name: bytes, argv: list[bytes], line: bytes, line_no: int,
@@ -359,8 +365,8 @@ class Auditor:
         if kind is None:
             fans = isinstance(decide("alibaba", argv, None, self._slot_map), FanOut)
             kind = self._xs_kind[(name, len(argv))] = "fan-out" if fans else "crossslot"
-        n = len({key_slot(k) for k in keys})
-        self._group(kind, argv, line, line_no, keys, texts.DETAIL[kind].format(n=n))
+        self._group(kind, argv, line, line_no, keys,
+                    lambda: texts.DETAIL[kind].format(n=len({key_slot(k) for k in keys})))
 
     def _in_multi(self, client: bytes, argv: list[bytes], keys: Iterable[bytes]) -> None:
         m = self._multi.get(client)
@@ -559,17 +565,12 @@ def _boring_names() -> tuple[frozenset[bytes], frozenset[bytes]]:
 
 
 def sort_pattern_option(argv: list[bytes]) -> tuple[int, str] | None:
-    """The first SORT option a cluster refuses, as sort.c reads them left to right: BY with a
-    pattern ('*'; BY without one means "do not sort") or any GET (even GET #): (index, name)."""
-    i = 2
-    while i < len(argv) - 1:
-        option = argv[i].lower()
-        if option == b"by" and b"*" in argv[i + 1]:
-            return i, "BY"
-        if option == b"get":
-            return i, "GET"
-        i += 3 if option == b"limit" else 2 if option in (b"by", b"store") else 1
-    return None
+    """The SORT option a cluster node refuses (a BY pattern, any GET): (index, its name), as
+    the emulator's one copy of sort.c's rule decides (``node_checks.sort_refusal``)."""
+    from slotlab.backends.emulated.node_checks import sort_refusal  # loads the emulator
+
+    refused = sort_refusal(argv)
+    return None if refused is None else (refused[0], _shown(argv[refused[0]]).upper())
 
 
 def _distinct(keys: Iterable[bytes]) -> list[bytes]:

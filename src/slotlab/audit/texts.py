@@ -20,10 +20,6 @@ WHY_PROXY: Final = "slotlab.proxy.rules.decide: our model of the proxy (real pro
 NATIVE_ONE_NODE: Final = (
     "answers for its own keys only: one node of {masters} (no CROSSSLOT, just a partial answer)"
 )
-NATIVE_SORT_NOTE: Final = (
-    " (redis-server 7.0's sort.c, even with the list's hash tag in the pattern; the emulator "
-    "does not model this check, so the auditor states it)"
-)
 REDIS_PY_TX: Final = (
     "refused client-side: a transaction pipeline's keys must map to one slot "
     "(CrossSlotTransactionError)"
@@ -44,7 +40,11 @@ GO_TX: Final = (
     "early v9), or refused client-side with ErrCrossSlot (newer v9 releases)"
 )
 WHY_GO_TX: Final = "go-redis's cluster.go (processTxPipeline), by release"
-PROXY_FANOUT: Final = "fanned out to {parts} node(s), replies merged: works, not atomic"
+PROXY_FANOUT: Final = "fanned out to {nodes} node(s), replies merged: works, not atomic"
+PROXY_FANOUT_PER_SLOT: Final = (
+    "fanned out as {parts} requests, one per slot, to {nodes} node(s), replies merged: works, "
+    "not atomic"
+)
 PROXY_TX_SPLIT: Final = "split into {parts} MULTI/EXEC, one per slot: each atomic, the whole not"
 PROXY_FORWARD: Final = "forwarded whole to the first key's node: {outcome}"
 PROXY_FORWARD_ANY: Final = "forwarded to one node: {outcome}"

@@ -1,7 +1,8 @@
 """The verdict of each setting on one hazard's example, asked of the code that decides it.
 
 - native cluster: a throwaway emulated cluster runs the example on the node that owns its first
-  key (``slotlab.backends.emulated``: ``node_checks`` and the script checks every lab uses);
+  key (``slotlab.backends.emulated``: ``node_checks``, SORT's refusal of BY patterns and GET,
+  and the script checks every lab uses);
 - redis-py RedisCluster: what redis-py's ``RedisCluster`` does, read from its source
   (``redis/cluster.py`` and ``redis/commands/cluster.py``, redis-py 5 to 8): ``determine_slot``
   refuses a command whose keys span slots before sending it, except DEL, UNLINK, EXISTS and
@@ -22,7 +23,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from slotlab import commands, errors
+from slotlab import commands
 from slotlab.audit import texts
 from slotlab.audit.report import Verdict
 from slotlab.audit.sandbox import Sandbox
@@ -103,13 +104,6 @@ class Judge:
 
     def _native(self, kind: str, block: Sequence[list[bytes]], multi: bool,
                 first: bytes | None) -> tuple[str, bool]:  # fmt: skip
-        if kind == "sort-pattern":
-            from slotlab.audit.hazards import sort_pattern_option
-
-            found = sort_pattern_option(block[0])
-            refused = errors.SORT_GET_IN_CLUSTER if found and found[1] == "GET" else (
-                errors.SORT_BY_IN_CLUSTER)  # fmt: skip
-            return refused + texts.NATIVE_SORT_NOTE, False
         if kind == "fan-out" and not _keys(block[0]):
             return texts.NATIVE_ONE_NODE.format(masters=self.masters), False
         run = [[b"MULTI"], *block, [b"EXEC"]] if multi else list(block)
@@ -159,7 +153,12 @@ class Judge:
             if isinstance(decision, Answer) and decision.reply[:1] == b"-":
                 return Verdict(setting, _first_line(decision.reply), False, texts.WHY_PROXY)
         if isinstance(decision, FanOut):
-            text = texts.PROXY_FANOUT.format(parts=len(decision.parts))
+            # one request per slot (or per master): the nodes are the requests' addresses,
+            # which the slot map gave from the audited layout
+            nodes = len({addr for addr, _argv in decision.parts})
+            parts = len(decision.parts)
+            said = texts.PROXY_FANOUT if parts == nodes else texts.PROXY_FANOUT_PER_SLOT
+            text = said.format(parts=parts, nodes=nodes)
             return Verdict(setting, text, True, texts.WHY_PROXY)
         if isinstance(decision, Transaction):
             if len(decision.parts) > 1:

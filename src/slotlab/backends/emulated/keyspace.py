@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from slotlab import commands, errors
+from slotlab.backends.emulated import node_checks
 from slotlab.backends.emulated.client import _Client
 from slotlab.backends.emulated.compat import FakeError as _FakeError
 from slotlab.backends.emulated.helpers import _from_fake, _ll
@@ -25,6 +26,18 @@ def _swapdb(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
 @_handles("move")
 def _move(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
     return ErrorReply(errors.MOVE_IN_CLUSTER)
+
+
+@_handles("sort", "sort_ro")
+def _sort(c: _Client, spec: CommandSpec, argv: list[bytes]) -> Any:
+    refused = node_checks.sort_refusal(argv)
+    if refused is not None:
+        return ErrorReply(refused[1])
+    run = list(argv)
+    for j, option in node_checks.sort_options(argv):
+        if option == b"by":  # a '*' after a NUL byte: not a pattern for sort.c, one for fakeredis
+            run[j + 1] = argv[j + 1].split(b"\0", 1)[0]
+    return _from_fake(c.fake(run))
 
 
 @_handles("touch")

@@ -2,13 +2,14 @@
 
 Slot ownership, ``MOVED``, ``ASK`` during a migration, ``TRYAGAIN`` for multi-key requests on a
 slot being moved, ``CROSSSLOT`` for keys in different slots, and ``CLUSTERDOWN``; a script's
-shebang flags replace EVAL's own (``getCommandFlags``).
+shebang flags replace EVAL's own (``getCommandFlags``); and the one check a cluster node makes
+inside a command, SORT's refusal of BY patterns and GET (``sort_refusal``).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from slotlab import commands, errors
@@ -50,6 +51,52 @@ def command_flags(c: _Client, spec: CommandSpec, argv: Sequence[bytes]) -> froze
     if "allow-stale" in sflags:
         out.add("stale")
     return frozenset(out)
+
+
+def sort_options(argv: Sequence[bytes]) -> Iterator[tuple[int, bytes]]:
+    """SORT's (or SORT_RO's) options as ``sortCommandGeneric`` (sort.c) reads them, left to
+    right: (index, option in lower case). It stops before an option it cannot read (a syntax
+    error, a LIMIT that is not a number, STORE in SORT_RO): the command answers that error."""
+    readonly = argv[0].lower() == b"sort_ro"
+    j, argc = 2, len(argv)
+    while j < argc:
+        option = argv[j].lower()
+        left = argc - j - 1
+        if option in (b"asc", b"desc", b"alpha"):
+            yield j, option
+        elif option == b"limit" and left >= 2:
+            if commands.string2ll(argv[j + 1]) is None or commands.string2ll(argv[j + 2]) is None:
+                return
+            yield j, option
+            j += 2
+        elif (option == b"store" and not readonly or option in (b"by", b"get")) and left >= 1:
+            yield j, option
+            j += 1
+        else:
+            return
+        j += 1
+
+
+def sort_pattern(pattern: bytes) -> bool:
+    """True for a BY pattern that names other keys: it holds a ``*`` before any NUL byte
+    (sort.c's ``strchr``); any other BY only means "do not sort"."""
+    return b"*" in pattern.split(b"\0", 1)[0]
+
+
+def sort_refusal(argv: Sequence[bytes]) -> tuple[int, str] | None:
+    """The option a cluster node refuses in SORT or SORT_RO, and its error: (index, text).
+
+    In cluster mode ``sortCommandGeneric`` (sort.c, Redis 7.0) refuses the first ``BY`` with a
+    pattern (:func:`sort_pattern`) and ANY ``GET``, even ``GET #``, whatever hash tag the
+    pattern has, before it looks the key up. None: no such option before the first one it
+    cannot read.
+    """
+    for j, option in sort_options(argv):
+        if option == b"by" and sort_pattern(argv[j + 1]):
+            return j, errors.SORT_BY_IN_CLUSTER
+        if option == b"get":
+            return j, errors.SORT_GET_IN_CLUSTER
+    return None
 
 
 def node_by_query(
