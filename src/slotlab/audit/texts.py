@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Final
 
 FINE: Final = "fine"
-SPLIT_NOT_ATOMIC: Final = "split, not atomic: one command per slot"
+SPLIT_NOT_ATOMIC: Final = "split, not atomic: one command per slot, each works"
 EXEC_PART_FAILED: Final = "EXEC ran, one of its commands failed: {error}"
 
 WHY_NATIVE: Final = "the emulated cluster's node checks (the same code every emulated lab runs)"

@@ -120,7 +120,7 @@ class Judge:
         slots = {key_slot(argv[p]) for p in _keys(argv)}
         if len(slots) > 1:
             if name in REDIS_PY_SPLITS:
-                return Verdict(setting, texts.SPLIT_NOT_ATOMIC, False, texts.WHY_REDIS_PY)
+                return Verdict(setting, texts.SPLIT_NOT_ATOMIC, True, texts.WHY_REDIS_PY)
             hint = texts.REDIS_PY_NONATOMIC if name in (b"mget", b"mset") else ""
             return Verdict(setting, texts.REDIS_PY_REFUSED + hint, False, texts.WHY_REDIS_PY)
         if not slots and kind in ("select", "swapdb"):
