@@ -61,7 +61,7 @@ def _watch(target: object, traffic: Callable[[], None]) -> list[str]:
 
 STANDALONE = [
     ("AUTH", "{pw}"), ("AUTH", "default", "{pw}"),
-    ("HELLO", "3", "AUTH", "default", "{pw}", "SETNAME", "x"), ("PING",),
+    ("HELLO", "2", "AUTH", "default", "{pw}", "SETNAME", "x"), ("PING",),
     ("CONFIG", "GET", "maxmemory"),  # admin: not shown
     ("NOSUCHCOMMAND", "x"), ("GET",),  # refused before running: not shown
     ("CLIENT", "SETNAME", "n"),
@@ -89,7 +89,7 @@ def _run(port: int, password: str | None, script: list[tuple[object, ...]]) -> N
 STANDALONE_LINES = [
     '[0 client] "AUTH" "(redacted)"',
     '[0 client] "AUTH" "(redacted)" "(redacted)"',
-    '[0 client] "HELLO" "3" "AUTH" "(redacted)" "(redacted)" "SETNAME" "x"',
+    '[0 client] "HELLO" "2" "AUTH" "(redacted)" "(redacted)" "SETNAME" "x"',
     '[0 client] "PING"',
     '[0 client] "CLIENT" "SETNAME" "n"',
     '[0 client] "SET" "k\\x00\\xff\\"\\\\\\n\\t\\r" "\\a\\b \\x7f~"',
