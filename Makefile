@@ -59,10 +59,16 @@ $(LOWEST)/.test: pyproject.toml tests/constraints-lowest.txt
 		-c tests/constraints-lowest.txt -e '.[test]'
 	@touch $@
 
+# Left out here, run by `make unit` only: the tests of our own process handling (interrupted
+# starts, labs kept by a daemon, fuzzing, many clients at once). They take minutes and touch no
+# library call the other tests do not make.
+LOWEST_SKIP := --ignore=tests/browser --ignore=tests/test_leaks.py --ignore=tests/test_lab_daemon.py \
+	--ignore=tests/test_fuzz.py -k 'not load_many_clients and not random_bytes_never_crash'
+
 test-lowest: $(LOWEST)/.test
 	@$(LOWEST)/bin/python -m pip list --format=freeze 2>/dev/null \
 		| grep -iE '^($(subst $(comma),|,$(PINNED)))==' | tr '\n' ' '; echo
-	$(LOWEST)/bin/python -m pytest tests --ignore=tests/browser -n auto -p no:cacheprovider $(ARGS)
+	$(LOWEST)/bin/python -m pytest tests $(LOWEST_SKIP) -n auto -p no:cacheprovider $(ARGS)
 
 # Strict nbval over every notebook, once per backend this machine has (`slotlab backends`).
 nbval: $(VENV)/.test
