@@ -5,6 +5,7 @@
 #   make exercises   regenerate notebooks/exercises/ from the lessons, executed on a real cluster
 #   make bench   run the benchmarks; each prints ratios against a baseline from the same run
 #   make test-lowest   the unit and fidelity tests once more, at the lowest declared versions
+#                      (less the process-handling tests: see LOWEST_SKIP)
 #   make book    the course as a static site in build/book/ (open build/book/index.html)
 #   make browser the site and JupyterLab tested in headless Chromium (builds the book first)
 
