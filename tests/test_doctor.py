@@ -142,12 +142,10 @@ def test_a_lab_that_cannot_start_shows_the_advice_in_jupyter(
 
 def test_running_labs_are_listed_from_their_records(monkeypatch: pytest.MonkeyPatch,
                                                      tmp_path: Path) -> None:
-    # `slotlab lab up` keeps one record per lab in a per-user directory; its module may not be
-    # in this slotlab yet, so a stand-in with the same two functions serves the records here.
+    # `slotlab lab up` keeps one record per lab in a per-user directory (0700).
     import json
     import subprocess
     import sys
-    import types
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
@@ -155,14 +153,13 @@ def test_running_labs_are_listed_from_their_records(monkeypatch: pytest.MonkeyPa
                "bob": {"masters": 3, "replicas": 1, "daemon_pid": gone.pid}}
     for name, record in records.items():
         (tmp_path / f"{name}.json").write_text(json.dumps(record))
-    stand_in = types.ModuleType("slotlab.lab_daemon")
-    stand_in.runtime_dir = lambda: tmp_path  # type: ignore[attr-defined]
-    stand_in.read_record = lambda name: records.get(name)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "slotlab.lab_daemon", stand_in)
+    tmp_path.chmod(0o700)
+    monkeypatch.setenv("SLOTLAB_RUNTIME_DIR", str(tmp_path))
     alice, bob = doctor.check_running_lab()
     assert alice.status == OK and alice.text.startswith("lab alice: 3 masters, 0 replica(s)")
     assert bob == Finding(NOTE, "running lab", f"lab bob's record is stale (its process, pid "
                           f"{gone.pid}, is gone): `slotlab lab down --name bob` removes it")
-    records.clear()
+    for name in records:
+        (tmp_path / f"{name}.json").unlink()
     [none] = doctor.check_running_lab()
     assert none.status == OK and none.text.startswith("no running lab")

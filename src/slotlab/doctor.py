@@ -281,36 +281,14 @@ def check_kernel() -> Iterator[Finding]:
     yield Finding(OK, "jupyter kernel", f"python3 runs {exe}, which imports slotlab")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # alive, and someone else's
-    return pid > 0
-
-
 def check_running_lab() -> Iterator[Finding]:
-    """Labs started with ``slotlab lab up`` (issue 14, item 2) and still running. Read-only:
-    it lists the per-user records through that command's module, when this slotlab has it
-    (``slotlab.lab_daemon``, or ``slotlab.registry``), and checks each daemon's PID."""
-    module = None
-    for name in ("slotlab.lab_daemon", "slotlab.registry"):
-        try:
-            module = importlib.import_module(name)
-            break
-        except ImportError:
-            continue
-    runtime_dir = getattr(module, "runtime_dir", None)
-    read_record = getattr(module, "read_record", None)
-    if not callable(runtime_dir) or not callable(read_record):
-        yield Finding(OK, "running lab", "no running lab (this slotlab has no `slotlab lab "
-                      "up`; each notebook starts its own)")
-        return
+    """Labs started with ``slotlab lab up`` and still running. Read-only: it reads the per-user
+    records (``slotlab.lab_daemon``) and checks each daemon's PID."""
+    from slotlab import lab_daemon
+
     try:
-        names = sorted(p.stem for p in runtime_dir().glob("*.json"))
-        records = [(n, read_record(n)) for n in names]
+        names = sorted(p.stem for p in lab_daemon.runtime_dir().glob("*.json"))
+        records = [(n, lab_daemon.read_record(n)) for n in names]
     except Exception as exc:  # e.g. a runtime directory that is not private
         yield Finding(FIX, "running lab", f"the labs' directory cannot be read: {exc}")
         return
@@ -319,7 +297,7 @@ def check_running_lab() -> Iterator[Finding]:
         if not isinstance(record, dict):
             continue
         pid = int(record.get("daemon_pid", 0) or 0)
-        if not _pid_alive(pid):
+        if pid <= 0 or not lab_daemon.pid_alive(pid):
             yield Finding(NOTE, "running lab", f"lab {name}'s record is stale (its process, pid "
                           f"{pid}, is gone): `slotlab lab down --name {name}` removes it")
             continue

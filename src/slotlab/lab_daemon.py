@@ -143,7 +143,8 @@ def _remove_files(name: str, keep_log: bool = False) -> None:
             _file(name, kind).unlink()
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while process ``pid`` runs (a zombie has exited; someone else's counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -159,7 +160,7 @@ def _pid_alive(pid: int) -> bool:
 def _is_our_daemon(pid: int, run_id: str) -> bool:
     """True when ``pid`` is this user's daemon of the run ``run_id`` (its command line says so),
     not a program that got the PID after the daemon died."""
-    if not _pid_alive(pid):
+    if not pid_alive(pid):
         return False
     try:
         args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -754,7 +755,7 @@ def _lease(name: str) -> tuple[int | None, int | None]:
         except BlockingIOError:
             text = os.pread(fd, 32, 0).decode(errors="replace").strip()
             holder = int(text) if text.isdigit() else 0
-            if holder and _pid_alive(holder):
+            if holder and pid_alive(holder):
                 os.close(fd)
                 return None, holder
             time.sleep(0.01)  # `slotlab lab status` looks, or a kernel is writing its PID
